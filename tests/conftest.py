@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny denoisers so tests run in seconds on CPU."""
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.networks.nets import DiffusionModelUNet
+
+
+def tiny_unet(channels: int = 1, seed: int = 0) -> DiffusionModelUNet:
+    """A ~40k-parameter MONAI DiffusionModelUNet with random weights (deterministic per seed)."""
+    torch.manual_seed(seed)
+    return DiffusionModelUNet(
+        spatial_dims=2,
+        in_channels=channels,
+        out_channels=channels,
+        channels=(8, 16),
+        attention_levels=(False, True),
+        num_res_blocks=1,
+        num_head_channels=8,
+        norm_num_groups=8,
+    )
+
+
+@pytest.fixture
+def tiny_generator():
+    from monai_dmilo.generator import StepwiseDDIM
+
+    def make(channels: int = 1, size: int = 16, num_steps: int = 3, seed: int = 0):
+        return StepwiseDDIM(tiny_unet(channels, seed), num_steps=num_steps, image_shape=(channels, size, size))
+
+    return make
