@@ -113,7 +113,8 @@ class StepwiseDDIM(nn.Module):
             raise ValueError(f"image_shape must be (C, H, W), got {tuple(image_shape)}.")
 
         self.network = network.eval().requires_grad_(False)
-        self._call_network = torch.compile(self.network) if compile_network else self.network
+        # Not registered as a submodule: the state dict holds the network's weights once, as network.*.
+        self.__dict__["_call_network"] = torch.compile(self.network) if compile_network else self.network
         self.timesteps: list[tuple[int, int]] = pairs
         self.clip_x0 = clip_x0
         self.image_shape = tuple(int(s) for s in image_shape) if image_shape is not None else None
@@ -124,6 +125,12 @@ class StepwiseDDIM(nn.Module):
         # Per-step scalars as Python floats: no device transfers or syncs inside the solver loops.
         abar = self.alphas_cumprod
         self._coefficients = [(float(abar[t]), float(abar[tp])) for t, tp in pairs]
+
+    def train(self, mode: bool = True) -> "StepwiseDDIM":
+        """Set the module's mode; the prior network always stays in eval mode (frozen)."""
+        super().train(mode)
+        self.network.eval()
+        return self
 
     @property
     def num_steps(self) -> int:

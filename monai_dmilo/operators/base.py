@@ -20,6 +20,15 @@ class ForwardOperator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def keep_measured(self, y: torch.Tensor) -> torch.Tensor:
+        """Zeroes the entries of a measurement-shaped ``y`` that the operator does not measure.
+
+        Masking operators (inpainting, MRI) return full-size outputs with zeros where nothing is
+        observed; simulated noise is passed through this so those entries stay exactly zero.
+        The default (every entry measured) returns ``y`` unchanged.
+        """
+        return y
+
 
 class LinearOperator(ForwardOperator):
     """A linear forward model with an exact adjoint ``A^*``."""
@@ -29,3 +38,75 @@ class LinearOperator(ForwardOperator):
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """Apply ``A^*`` to a measurement ``y``; returns an image-shaped tensor."""
         raise NotImplementedError
+
+
+def check_tensor(
+    value: object,
+    *,
+    name: str,
+    ndim: int | tuple[int, ...] | None = None,
+    allow_complex: bool = True,
+) -> torch.Tensor:
+    """Checks that ``value`` is a floating (or complex) tensor of the right rank without NaN.
+
+    Args:
+        value: the object to check.
+        name: the argument's name, used in the error message.
+        ndim: accepted number(s) of dimensions; ``None`` accepts any.
+        allow_complex: whether complex dtypes are accepted.
+
+    Returns:
+        ``value`` unchanged.
+
+    Raises:
+        TypeError: ``value`` is not a tensor, or has an integer/bool (or unaccepted complex) dtype.
+        ValueError: wrong number of dimensions, or NaN values.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}.")
+    if not (value.is_floating_point() or (allow_complex and value.is_complex())):
+        kinds = "a floating or complex" if allow_complex else "a floating"
+        raise TypeError(f"{name} must have {kinds} dtype, got {value.dtype}.")
+    if ndim is not None:
+        accepted = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if value.ndim not in accepted:
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, accepted))} dimensions, "
+                f"got shape {tuple(value.shape)}."
+            )
+    if torch.isnan(value).any():
+        raise ValueError(f"{name} contains NaN values (shape {tuple(value.shape)}); expected finite numbers.")
+    return value
+
+
+def check_image(x: object, *, name: str = "x") -> torch.Tensor:
+    """Checks an image batch: a floating/complex tensor of shape ``(B, C, H, W)`` without NaN."""
+    return check_tensor(x, name=name, ndim=4)
+
+
+def real_dtype_of(x: torch.Tensor) -> torch.dtype:
+    """The real floating dtype matching ``x`` (``float32`` for ``complex64`` and so on)."""
+    return x.real.dtype if x.is_complex() else x.dtype
+
+
+def complex_dtype_of(x: torch.Tensor) -> torch.dtype:
+    """The complex dtype matching ``x`` (``complex64`` for ``float32``, ``complex128`` for ``float64``)."""
+    if x.is_complex():
+        return x.dtype
+    return torch.complex128 if x.dtype == torch.float64 else torch.complex64
+
+
+def as_real_parameter(value: object, *, name: str, ndim: int | tuple[int, ...]) -> torch.Tensor:
+    """Checks a real operator parameter (mask, kernel, angles); bool/int tensors become ``float32``.
+
+    Raises:
+        TypeError: not a tensor, or complex.
+        ValueError: wrong number of dimensions, or NaN values.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}.")
+    if value.is_complex():
+        raise TypeError(f"{name} must be real, got dtype {value.dtype}.")
+    if not value.is_floating_point():
+        value = value.float()
+    return check_tensor(value, name=name, ndim=ndim, allow_complex=False)

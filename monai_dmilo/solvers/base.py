@@ -1,0 +1,390 @@
+"""What every solver shares: the output record, per-sample losses, seeding, freezing, the run loop.
+
+A solver sees only ``(y, A, generator)`` and returns an estimate ``x``; it never sees ground truth.
+
+Batches: a batch of ``B`` measurements is ``B`` independent problems. Every loss term is a mean
+(or a sum, where ALGORITHMS.md says ``||.||^2``) over ONE sample's elements, and the batch loss is
+the sum of these per-sample losses, so the gradient with respect to sample ``b``'s variables does
+not depend on any other sample. Adam acts element-wise, so one image never changes another's result.
+
+NFE convention (ALGORITHMS.md, section 8): ``nfe`` counts network evaluations per image where a
+forward pass followed by a backward pass through it counts as ONE evaluation (the paper's
+"K * N * M forward+backward passes plus K * N forward passes"). ``nfe_forward`` counts every
+network forward actually run (checkpointing recomputes count again) and ``nfe_backward`` the
+backward passes through the network. All three are per image: a batched call counts once.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .selection import SelectionRule, build_selection
+
+__all__ = [
+    "SolverOutput",
+    "Solver",
+    "RunState",
+    "per_sample_mean_square",
+    "per_sample_sum_square",
+    "initial_noise",
+    "resolve_seeds",
+    "frozen",
+]
+
+
+@dataclass
+class SolverOutput:
+    """The result of :meth:`Solver.solve`.
+
+    Attributes:
+        x: the estimate, ``(B, C, H, W)``, in [-1, 1].
+        history: per-record, per-sample curves, each ``(num_records, B)`` (e.g. ``"data_fit"``:
+            the mean squared residual ``mean(|A(x_k) - y|^2)`` of each recorded iterate).
+        nfe: network evaluations per image (forward+backward counts as one; see module docstring).
+        wall_time: seconds spent in ``solve``.
+        kernel: the estimated blur kernel ``(B, k, k)`` in blind mode, else ``None``.
+        nfe_forward: network forward passes per image actually run.
+        nfe_backward: backward passes through the network per image.
+        interrupted: ``True`` when a ``KeyboardInterrupt`` ended the solve early.
+        selected: ``(B,)`` index of the record each sample's ``x`` comes from (``-1``: the
+            initial estimate, before any record).
+        stopped_at: ``(B,)`` record index where an early-stopping rule stopped each sample
+            (``-1``: never stopped), or ``None`` for rules that never stop.
+        seeds: the per-sample seeds of this solve's random draws (``z_0`` unless ``z_init`` was
+            given, kernel logits, DPS noise).
+        extras: solver-specific state (e.g. DMILO's ``latents`` and ``deviations``).
+    """
+
+    x: torch.Tensor
+    history: dict[str, torch.Tensor]
+    nfe: int
+    wall_time: float
+    kernel: torch.Tensor | None = None
+    nfe_forward: int = 0
+    nfe_backward: int = 0
+    interrupted: bool = False
+    selected: torch.Tensor | None = None
+    stopped_at: torch.Tensor | None = None
+    seeds: list[int] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _real_view(r: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(r) if r.is_complex() else r
+
+
+def per_sample_mean_square(r: torch.Tensor) -> torch.Tensor:
+    """``mean(r^2)`` over each sample's elements: ``(B, ...) -> (B,)``; complex ``r`` via real/imag."""
+    return _real_view(r).square().flatten(1).mean(1)
+
+
+def per_sample_sum_square(r: torch.Tensor) -> torch.Tensor:
+    """``||r||^2`` of each sample: ``(B, ...) -> (B,)``; complex ``r`` via real/imag."""
+    return _real_view(r).square().flatten(1).sum(1)
+
+
+def per_sample_norm(r: torch.Tensor) -> torch.Tensor:
+    """``||r||_2`` of each sample: ``(B, ...) -> (B,)`` (its gradient at ``r = 0`` is 0)."""
+    return torch.linalg.vector_norm(_real_view(r).flatten(1), dim=1)
+
+
+def resolve_seeds(seed: int | Sequence[int] | torch.Tensor | None, batch_size: int) -> list[int]:
+    """One integer seed per sample.
+
+    ``None`` draws the seeds from torch's global RNG (so ``torch.manual_seed`` governs them); an
+    int gives every sample that seed; a sequence (or 1-D tensor) gives one seed per sample.
+    """
+    if seed is None:
+        return [int(s) for s in torch.randint(0, 2**31 - 1, (batch_size,)).tolist()]
+    if isinstance(seed, torch.Tensor):
+        if seed.ndim > 1:
+            raise ValueError(f"seed must be an int or one int per sample, got a tensor of shape {tuple(seed.shape)}.")
+        seed = seed.reshape(-1).tolist()
+    if isinstance(seed, bool):
+        raise TypeError(f"seed must be an int or a sequence of ints, got {seed!r}.")
+    if isinstance(seed, int):
+        return [seed] * batch_size
+    if isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)):
+        seeds = list(seed)
+        if len(seeds) != batch_size:
+            raise ValueError(f"seed must hold one int per sample ({batch_size}), got {len(seeds)} seeds.")
+        for s in seeds:
+            if isinstance(s, bool) or not isinstance(s, int):
+                raise TypeError(f"seed must hold ints, got {s!r} in {seeds!r}.")
+        return seeds
+    raise TypeError(f"seed must be None, an int or a sequence of ints, got {type(seed).__name__}.")
+
+
+def image_dtype(y: torch.Tensor) -> torch.dtype:
+    """The real dtype of images for a measurement ``y`` (complex measurements -> their real part's)."""
+    return y.real.dtype if y.is_complex() else y.dtype
+
+
+def initial_noise(
+    y: torch.Tensor,
+    image_shape: Sequence[int] | None,
+    seeds: Sequence[int],
+    z_init: torch.Tensor | None,
+) -> tuple[torch.Tensor, list[torch.Generator]]:
+    """``z_0`` ``(B, C, H, W)`` on y's device, and one CPU generator per sample for later draws.
+
+    ``z_0[b]`` is drawn on CPU from ``torch.Generator().manual_seed(seeds[b])`` (so the same seed
+    gives the same noise alone or in a batch), then moved to y's device and real dtype. When
+    ``z_init`` is given it is used as is; the generators are still advanced past a z_0-sized
+    draw, so later draws (kernel logits, DPS noise) are those of the seeded path.
+    """
+    batch = y.shape[0]
+    rngs = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    dtype = image_dtype(y)
+    if z_init is not None:
+        if not isinstance(z_init, torch.Tensor):
+            raise TypeError(f"z_init must be a tensor, got {type(z_init).__name__}.")
+        if z_init.ndim != 4 or z_init.shape[0] != batch:
+            raise ValueError(
+                f"z_init must have shape (B={batch}, C, H, W), got {tuple(z_init.shape)}."
+            )
+        for g in rngs:  # advance each stream past z_0 so later draws match the seeded path
+            torch.randn(tuple(z_init.shape[1:]), generator=g, dtype=torch.float32)
+        return z_init.detach().to(device=y.device, dtype=dtype).clone(), rngs
+    if image_shape is None:
+        raise ValueError(
+            "generator.image_shape is None: pass z_init, or build the generator with image_shape=(C, H, W)."
+        )
+    z0 = torch.stack([torch.randn(tuple(image_shape), generator=g, dtype=torch.float32) for g in rngs])
+    return z0.to(device=y.device, dtype=dtype), rngs
+
+
+@contextlib.contextmanager
+def frozen(*modules: Any) -> Iterator[None]:
+    """Turn ``requires_grad`` off on every parameter of ``modules`` and restore it afterwards.
+
+    The prior (and a learned operator) must stay frozen: only latents, deviations and a kernel
+    get gradients, and nothing piles up in the network's ``.grad``.
+    """
+    params = [p for m in modules if isinstance(m, nn.Module) for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+
+
+class RunState:
+    """Mutable state of one solve: the current estimate, records, counters, selection, stopping.
+
+    Algorithms update it as they go so that an interrupt can return what was reached.
+    """
+
+    def __init__(
+        self,
+        y: torch.Tensor,
+        selection: SelectionRule,
+        *,
+        progress_total: int | None,
+        progress: bool,
+        callback: Callable[[dict], Any] | None,
+        desc: str,
+    ) -> None:
+        self.y = y
+        self.selection = selection
+        self.x: torch.Tensor | None = None
+        self.records: dict[str, list[torch.Tensor]] = {}
+        self.num_records = 0
+        self.nfe = 0
+        self.nfe_forward = 0
+        self.nfe_backward = 0
+        self.kernel: torch.Tensor | None = None
+        self.extras: dict[str, Any] = {}
+        self.callback = callback
+        self.start = time.perf_counter()
+        self._bar = None
+        self._reported = 0
+        if progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=progress_total, desc=desc, leave=False)
+
+    def count(self, *, forward: int = 0, backward: int = 0, nfe: int = 0) -> None:
+        """Count network passes (per image)."""
+        self.nfe_forward += forward
+        self.nfe_backward += backward
+        self.nfe += nfe
+
+    def record(self, x: torch.Tensor, values: Mapping[str, torch.Tensor], *, report: bool = True) -> None:
+        """Record one iterate ``x`` (B, C, H, W) with its per-sample values (each ``(B,)``).
+
+        ``values`` must include ``"data_fit"``. The selection rule sees the iterate. Progress and
+        callback fire only when ``report`` (they may synchronise with the device).
+        """
+        self.x = x
+        for key, v in values.items():
+            self.records.setdefault(key, []).append(v.detach())
+        self.selection.update(x, values["data_fit"].detach(), self.num_records)
+        self.num_records += 1
+        if report:
+            self.report(values)
+
+    def report(self, values: Mapping[str, torch.Tensor]) -> None:
+        if self._bar is not None:
+            self._bar.update(self.num_records - self._reported)
+            self._reported = self.num_records
+            self._bar.set_postfix(data_fit=f"{float(values['data_fit'].detach().mean()):.3e}")
+        if self.callback is not None:
+            self.callback(
+                {
+                    "record": self.num_records - 1,
+                    "nfe": self.nfe,
+                    "elapsed": time.perf_counter() - self.start,
+                    **{k: v.detach() for k, v in values.items()},
+                }
+            )
+
+    def all_stopped(self) -> bool:
+        """Whether the selection rule has stopped every sample (one host sync)."""
+        return self.selection.can_stop and bool(self.selection.stopped.all())
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+class Solver:
+    """Base class: ``solve(y, operator, generator, *, seed=None, z_init=None) -> SolverOutput``.
+
+    Subclasses implement :meth:`_run`, updating the :class:`RunState` (estimate, records, NFE).
+
+    Args (shared, keyword-only):
+        selection: result-selection rule name (``"final"``, ``"lowest_data_fit"``, ``"es_wmv"``;
+            see :mod:`monai_dmilo.solvers.selection`) or a :class:`SelectionRule` instance.
+        selection_params: keyword arguments of the rule (e.g. ``window``, ``patience``).
+        progress: show a tqdm bar (off by default).
+        callback: called with a record dict (``record``, ``nfe``, ``elapsed``, ``data_fit``, ...)
+            after each outer iteration. Raising ``KeyboardInterrupt`` from it ends the solve cleanly.
+    """
+
+    name = "solver"
+
+    def __init__(
+        self,
+        *,
+        selection: str | SelectionRule = "final",
+        selection_params: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        callback: Callable[[dict], Any] | None = None,
+    ) -> None:
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None, got {type(callback).__name__}.")
+        self.selection = selection
+        self.selection_params = dict(selection_params or {})
+        build_selection(selection, **self.selection_params)  # validate early
+        self.progress = bool(progress)
+        self.callback = callback
+
+    # -- to implement -------------------------------------------------------------------------
+    def _progress_total(self) -> int | None:
+        return None
+
+    def _run(
+        self,
+        state: RunState,
+        y: torch.Tensor,
+        operator: Callable[[torch.Tensor], torch.Tensor] | None,
+        generator: Any,
+        z0: torch.Tensor,
+        rngs: list[torch.Generator],
+    ) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _check_operator(self, operator: Any) -> None:
+        if not callable(operator):
+            raise TypeError(f"operator must be callable (x -> A(x)), got {type(operator).__name__}.")
+
+    # -- the shared driver --------------------------------------------------------------------
+    def solve(
+        self,
+        y: torch.Tensor,
+        operator: Callable[[torch.Tensor], torch.Tensor] | None,
+        generator: Any,
+        *,
+        seed: int | Sequence[int] | torch.Tensor | None = None,
+        z_init: torch.Tensor | None = None,
+    ) -> SolverOutput:
+        """Reconstruct ``x`` from the measurement ``y``.
+
+        Args:
+            y: the measurement, ``(B, ...)`` (image-shaped or not, real or complex).
+            operator: the forward model, called as ``operator(x)`` on ``(B, C, H, W)`` images.
+            generator: a :class:`~monai_dmilo.generator.StepwiseDDIM` (``step``, ``num_steps``,
+                ``image_shape``; ``denoise`` for DPS).
+            seed: an int, or one int per sample, for ``z_0`` (and other draws); ``None``: drawn
+                from torch's global RNG.
+            z_init: the initial noise ``z_0`` ``(B, C, H, W)``; drawn from ``seed`` when absent.
+
+        Returns:
+            A :class:`SolverOutput`; ``x`` is ``(B, C, H, W)`` in the images' real dtype.
+        """
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}.")
+        if y.ndim < 2:
+            raise ValueError(f"y must be batched (B, ...), got shape {tuple(y.shape)}.")
+        if not hasattr(generator, "step") or not hasattr(generator, "num_steps"):
+            raise TypeError(
+                f"generator must be a StepwiseDDIM-like prior with step(z, i) and num_steps, "
+                f"got {type(generator).__name__}."
+            )
+        self._check_operator(operator)
+        seeds = resolve_seeds(seed, y.shape[0])
+        with torch.inference_mode(False), torch.enable_grad(), frozen(generator, operator):
+            y = y.detach().clone()  # a normal tensor even if y was made under inference_mode
+            z0, rngs = initial_noise(y, getattr(generator, "image_shape", None), seeds, z_init)
+            state = RunState(
+                y,
+                build_selection(self.selection, **self.selection_params),
+                progress_total=self._progress_total(),
+                progress=self.progress,
+                callback=self.callback,
+                desc=self.name,
+            )
+            interrupted = False
+            try:
+                self._run(state, y, operator, generator, z0, rngs)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                state.close()
+            x, selected = state.selection.select(state.x)
+            if x is None:  # interrupted before any estimate existed: nothing to return
+                raise KeyboardInterrupt
+            if y.device.type == "cuda":
+                torch.cuda.synchronize(y.device)
+        history = {
+            k: torch.stack(v) if v else torch.empty(0, y.shape[0], device=y.device)
+            for k, v in state.records.items()
+        }
+        history.setdefault("data_fit", torch.empty(0, y.shape[0], device=y.device))
+        return SolverOutput(
+            x=x.detach(),
+            history=history,
+            nfe=state.nfe,
+            wall_time=time.perf_counter() - state.start,
+            kernel=None if state.kernel is None else state.kernel.detach(),
+            nfe_forward=state.nfe_forward,
+            nfe_backward=state.nfe_backward,
+            interrupted=interrupted,
+            selected=selected,
+            stopped_at=state.selection.stopped_at,
+            seeds=seeds,
+            extras=state.extras,
+        )
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k != "callback")
+        return f"{type(self).__name__}({params})"

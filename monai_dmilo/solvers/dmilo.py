@@ -1,0 +1,221 @@
+"""DMILO (ALGORITHMS.md, section 4, Algorithm 1): intermediate-layer optimisation with sparse deviations.
+
+Symbols: ``z_0 .. z_N`` latents (``z_0`` the noise, ``z_N`` the image), ``nu_0 .. nu_{N-1}`` sparse
+deviations, ``g_i`` the i-th DDIM step (one network evaluation), ``A`` the forward operator.
+
+Per outer iteration: a backward sweep ``i = N-1 .. 0`` optimises ``(z_i, nu_i)`` with a fresh Adam
+for ``M`` steps on ``mean((Op_i(g_i(z_i) + nu_i) - target_i)^2) + lambda_nu mean|nu_i| +
+lambda_z mean(z_i^2)`` (``Op_{N-1} = A``, ``target_{N-1} = y``; otherwise identity and the freshly
+optimised ``z_{i+1}``), then the chain is regenerated without gradients,
+``z_{i+1} = g_i(z_i) + nu_i``, and the estimate is ``clip(z_N, -1, 1)``. Only one ``g_i`` is in the
+autograd graph at any time, so memory is that of one network evaluation whatever ``N`` is.
+
+Blind deblurring (section 6): with ``blind_kernel_size = k`` the blur kernel
+``softmax(w).view(B, k, k)`` (``w ~ N(0, I)`` from the per-sample seeds, drawn after ``z_0``) is
+optimised with Adam (``lr_kernel``) jointly with ``(z_{N-1}, nu_{N-1})`` in the last-layer step;
+the operator is rebuilt from the kernel by ``operator_factory(kernel)``.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import torch
+
+from .base import RunState, Solver, per_sample_mean_square
+
+__all__ = ["DMILO", "default_blur_factory"]
+
+
+def default_blur_factory(kernel: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``monai_dmilo.operators.build("blur", kernel=kernel)`` for a ``(B, k, k)`` kernel."""
+    from monai_dmilo.operators import build  # lazy: the operators package is optional here
+
+    return build("blur", kernel=kernel)
+
+
+def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> None:
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or value < 0 or (value == 0 and not allow_zero):
+        kind = "integer" if integer else "number"
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a {kind} {bound}, got {value!r}.")
+
+
+class DMILO(Solver):
+    """DMILO: Algorithm 1 of the paper (see module docstring).
+
+    Args:
+        num_outer: outer iterations K.
+        num_inner: inner Adam iterations M per layer.
+        lr_z: Adam learning rate of the latents ``z_i``.
+        lr_nu: Adam learning rate of the deviations ``nu_i``.
+        lambda_nu: weight of the l1 term ``mean(|nu_i|)``.
+        lambda_z: weight of the l2 term ``mean(z_i^2)``.
+        blind_kernel_size: ``k`` to estimate a ``k x k`` blur kernel jointly (blind deblurring);
+            ``None`` (default) for a known operator.
+        lr_kernel: Adam learning rate of the kernel logits ``w`` (blind mode).
+        operator_factory: ``kernel (B, k, k) -> operator`` in blind mode; default
+            ``monai_dmilo.operators.build("blur", kernel=kernel)``.
+        selection, selection_params, progress, callback: see :class:`~.base.Solver`.
+
+    Defaults are the inpainting preset of ALGORITHMS.md section 7 (``configs/solvers``).
+    """
+
+    name = "dmilo"
+
+    def __init__(
+        self,
+        *,
+        num_outer: int = 5,
+        num_inner: int = 200,
+        lr_z: float = 0.02,
+        lr_nu: float = 1e-3,
+        lambda_nu: float = 0.1,
+        lambda_z: float = 1e-4,
+        blind_kernel_size: int | None = None,
+        lr_kernel: float = 0.1,
+        operator_factory: Callable[[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]] | None = None,
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        _positive("num_outer", num_outer, integer=True, allow_zero=True)
+        _positive("num_inner", num_inner, integer=True, allow_zero=True)
+        _positive("lr_z", lr_z, allow_zero=True)
+        _positive("lr_nu", lr_nu, allow_zero=True)
+        _positive("lambda_nu", lambda_nu, allow_zero=True)
+        _positive("lambda_z", lambda_z, allow_zero=True)
+        _positive("lr_kernel", lr_kernel, allow_zero=True)
+        if blind_kernel_size is not None:
+            _positive("blind_kernel_size", blind_kernel_size, integer=True)
+        if operator_factory is not None and not callable(operator_factory):
+            raise TypeError(f"operator_factory must be callable, got {type(operator_factory).__name__}.")
+        self.num_outer = num_outer
+        self.num_inner = num_inner
+        self.lr_z = float(lr_z)
+        self.lr_nu = float(lr_nu)
+        self.lambda_nu = float(lambda_nu)
+        self.lambda_z = float(lambda_z)
+        self.blind_kernel_size = blind_kernel_size
+        self.lr_kernel = float(lr_kernel)
+        self.operator_factory = operator_factory
+
+    @property
+    def blind(self) -> bool:
+        return self.blind_kernel_size is not None
+
+    def _progress_total(self) -> int | None:
+        return self.num_outer
+
+    def _check_operator(self, operator: Any) -> None:
+        if self.blind:
+            if operator is not None:
+                raise ValueError(
+                    "blind deblurring (blind_kernel_size set) builds its operator from the estimated "
+                    f"kernel with operator_factory; pass operator=None, got {type(operator).__name__}."
+                )
+            return
+        super()._check_operator(operator)
+
+    # -- kernel (blind mode) -------------------------------------------------------------------
+    def _kernel(self, logits: torch.Tensor) -> torch.Tensor:
+        k = self.blind_kernel_size
+        return torch.softmax(logits, dim=1).view(logits.shape[0], k, k)
+
+    def _make_operator(self, logits: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        factory = self.operator_factory or default_blur_factory
+        return factory(self._kernel(logits))
+
+    # -- hooks DMILO-PGD overrides -------------------------------------------------------------
+    def _begin(self, ctx: SimpleNamespace) -> None:
+        """Extra state before the outer loop."""
+
+    def _last_target(self, ctx: SimpleNamespace) -> torch.Tensor:
+        """``target_N`` of the sweep: the measurement for DMILO."""
+        return ctx.y
+
+    def _end_outer(self, ctx: SimpleNamespace, x: torch.Tensor) -> None:
+        """After the regeneration; ``x = clip(z_N)``."""
+
+    # -- the algorithm -------------------------------------------------------------------------
+    def _run(
+        self,
+        state: RunState,
+        y: torch.Tensor,
+        operator: Callable[[torch.Tensor], torch.Tensor] | None,
+        generator: Any,
+        z0: torch.Tensor,
+        rngs: list[torch.Generator],
+    ) -> None:
+        n = generator.num_steps
+        ctx = SimpleNamespace(y=y, operator=operator, generator=generator, logits=None, state=state)
+        if self.blind:
+            k = self.blind_kernel_size
+            logits = torch.stack([torch.randn(k * k, generator=g, dtype=torch.float32) for g in rngs])
+            ctx.logits = logits.to(device=z0.device, dtype=z0.dtype)
+            ctx.operator = self._make_operator(ctx.logits)
+            state.kernel = self._kernel(ctx.logits)
+            state.extras["initial_kernel"] = state.kernel
+        # Initialise: z_{i+1} = g_i(z_i) without gradients; nu_i = 0.
+        latents = [z0]
+        with torch.no_grad():
+            for i in range(n):
+                latents.append(generator.step(latents[i], i))
+        state.count(forward=n, nfe=n)
+        deviations = [torch.zeros_like(z0) for _ in range(n)]
+        ctx.latents, ctx.deviations = latents, deviations
+        state.extras.update(latents=latents, deviations=deviations)
+        state.x = latents[n].clamp(-1.0, 1.0)
+        state.extras["initial_x"] = state.x
+        self._begin(ctx)
+
+        for _ in range(self.num_outer):
+            target = self._last_target(ctx)
+            self._sweep(ctx, target)
+            with torch.no_grad():  # regeneration pass (overwrites the intermediate targets)
+                for i in range(n):
+                    latents[i + 1] = generator.step(latents[i], i) + deviations[i]
+                state.count(forward=n, nfe=n)
+                x = latents[n].clamp(-1.0, 1.0)
+                fit = per_sample_mean_square(ctx.operator(x) - y)
+                l1 = torch.stack([d.abs().flatten(1).mean(1) for d in deviations]).mean(0)
+            self._end_outer(ctx, x)
+            state.record(x, {"data_fit": fit, "deviation_l1": l1})
+            if state.selection.can_stop and state.all_stopped():
+                break
+
+    def _sweep(self, ctx: SimpleNamespace, target: torch.Tensor) -> None:
+        """Backward layer sweep i = N-1 .. 0 (section 4, step 2), in place on ctx's state."""
+        generator, state = ctx.generator, ctx.state
+        latents, deviations = ctx.latents, ctx.deviations
+        n = len(deviations)
+        for i in reversed(range(n)):
+            last = i == n - 1
+            z = latents[i].detach().clone().requires_grad_(True)
+            nu = deviations[i].detach().clone().requires_grad_(True)
+            groups = [{"params": [z], "lr": self.lr_z}, {"params": [nu], "lr": self.lr_nu}]
+            w = None
+            if last and self.blind:
+                w = ctx.logits.detach().clone().requires_grad_(True)
+                groups.append({"params": [w], "lr": self.lr_kernel})
+            optimizer = torch.optim.Adam(groups)  # a fresh Adam per layer
+            layer_target = target if last else latents[i + 1]
+            for _ in range(self.num_inner):
+                optimizer.zero_grad(set_to_none=True)
+                out = generator.step(z, i) + nu
+                if last:
+                    out = (self._make_operator(w) if w is not None else ctx.operator)(out)
+                loss = (
+                    per_sample_mean_square(out - layer_target)
+                    + self.lambda_nu * nu.abs().flatten(1).mean(1)
+                    + self.lambda_z * z.square().flatten(1).mean(1)
+                )
+                loss.sum().backward()
+                optimizer.step()
+                state.count(forward=1, backward=1, nfe=1)
+            latents[i] = z.detach()
+            deviations[i] = nu.detach()
+            if w is not None:
+                ctx.logits = w.detach()
+                ctx.operator = self._make_operator(ctx.logits)
+                state.kernel = self._kernel(ctx.logits)

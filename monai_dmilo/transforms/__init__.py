@@ -1,0 +1,54 @@
+"""MONAI transforms that draw operator parameters and simulate measurements.
+
+Array transforms work on channel-first images ``(C, H, W)``; each has a dictionary twin
+(``...d``, aliases ``...D`` / ``...Dict``). All are randomizable (``set_random_state``) and seed
+per sample through ``seed_key`` (see :mod:`.seeding`).
+"""
+
+from __future__ import annotations
+
+from .generators import (
+    RandBlurKernel,
+    RandBlurKernelD,
+    RandBlurKernelDict,
+    RandBlurKerneld,
+    RandInpaintingMask,
+    RandInpaintingMaskD,
+    RandInpaintingMaskDict,
+    RandInpaintingMaskd,
+    RandKspaceMask,
+    RandKspaceMaskD,
+    RandKspaceMaskDict,
+    RandKspaceMaskd,
+)
+from .measurement import (
+    DEFAULT_PARAM_KEYS,
+    SimulateMeasurement,
+    SimulateMeasurementD,
+    SimulateMeasurementDict,
+    SimulateMeasurementd,
+)
+from .seeding import base_seed, mix_seed, sample_seed
+
+__all__ = [
+    "RandInpaintingMask",
+    "RandInpaintingMaskd",
+    "RandInpaintingMaskD",
+    "RandInpaintingMaskDict",
+    "RandBlurKernel",
+    "RandBlurKerneld",
+    "RandBlurKernelD",
+    "RandBlurKernelDict",
+    "RandKspaceMask",
+    "RandKspaceMaskd",
+    "RandKspaceMaskD",
+    "RandKspaceMaskDict",
+    "SimulateMeasurement",
+    "SimulateMeasurementd",
+    "SimulateMeasurementD",
+    "SimulateMeasurementDict",
+    "DEFAULT_PARAM_KEYS",
+    "base_seed",
+    "mix_seed",
+    "sample_seed",
+]

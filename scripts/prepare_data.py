@@ -1,0 +1,237 @@
+"""Build the offline datasets the shipped priors are trained on, and the held-out sample images.
+
+Sources (all available offline on a Debian machine with PyPI access):
+
+* Fashion-MNIST: Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``,
+  MIT/Expat licence, Zalando SE). 28x28 uint8 images zero-padded to 32x32. Only the train split is
+  used for training; held-out sample images come from the test split.
+* Brain MRI (training): the MNI ICBM152 2009a nonlinear symmetric T1 template
+  (``mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz``) shipped inside the ``nilearn`` wheel
+  (``pip download --no-deps nilearn``; the file is read straight from the wheel, nilearn is not
+  installed). One skull-stripped brain, 1 mm isotropic; 2D slices in three orientations.
+* Brain MRI (held-out evaluation): a different subject's T1 volume, ``KmeansTest_T1UCharRaw.nii.gz``
+  (2 x 2 x 3 mm) with its brain mask ``KmeansTest_T1RawSkullStrip.nii.gz`` from Debian's
+  ``insighttoolkit5-examples`` package. Never used for training.
+
+Preprocessing of a brain volume: reorient to RAS, multiply by the brain mask, divide by the 99.5th
+percentile of brain voxels and clip to [0, 1], crop to the brain's bounding box, then for each
+orientation resample every slice to 1 mm pixels, zero-pad it to a square field of view and resize it
+(antialiased bilinear) to ``size x size``. Slices whose brain area is below ``min_brain_fraction`` of
+the square are dropped. Stored intensities are in [0, 1]; the priors see ``2 * x - 1``.
+
+Usage::
+
+    python scripts/prepare_data.py --cache_dir data_cache --sample_dir bundle/sample_images
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+ITK_DATA_DIR = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
+MNI_MEMBER = "nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+ORIENTATIONS = {"sagittal": 0, "coronal": 1, "axial": 2}
+
+
+# ----------------------------------------------------------------------------- Fashion-MNIST
+def read_idx_images(path: Path) -> np.ndarray:
+    """Read a gzipped IDX3 file into a ``(N, 28, 28)`` uint8 array."""
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    magic, n, rows, cols = np.frombuffer(data[:16], dtype=">i4")
+    if magic != 2051:
+        raise ValueError(f"{path} is not an IDX3 image file (magic {magic}, expected 2051).")
+    return np.frombuffer(data[16:], dtype=np.uint8).reshape(n, rows, cols)
+
+
+def pad_to(images: np.ndarray, size: int) -> np.ndarray:
+    """Zero-pad ``(N, h, w)`` images symmetrically to ``(N, size, size)``."""
+    _, h, w = images.shape
+    top, left = (size - h) // 2, (size - w) // 2
+    return np.pad(images, ((0, 0), (top, size - h - top), (left, size - w - left)))
+
+
+def prepare_fashion_mnist(cache_dir: Path, sample_dir: Path, *, num_samples: int, seed: int) -> dict:
+    from PIL import Image
+
+    out = cache_dir / "fashion_mnist"
+    out.mkdir(parents=True, exist_ok=True)
+    train = pad_to(read_idx_images(FASHION_DIR / "train-images-idx3-ubyte.gz"), 32)
+    test = pad_to(read_idx_images(FASHION_DIR / "t10k-images-idx3-ubyte.gz"), 32)
+    np.save(out / "train_32.npy", train)
+    np.save(out / "test_32.npy", test)
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.choice(len(test), size=num_samples, replace=False))
+    sdir = sample_dir / "fashion_mnist"
+    sdir.mkdir(parents=True, exist_ok=True)
+    for old in sdir.glob("*.png"):
+        old.unlink()
+    for k in picks:
+        Image.fromarray(test[k]).save(sdir / f"test_{k:05d}.png")
+    return {"train": list(train.shape), "test": list(test.shape), "held_out_test_indices": picks.tolist()}
+
+
+# ----------------------------------------------------------------------------- brain MRI
+def fetch_mni_template(cache_dir: Path) -> Path:
+    """Extract the MNI152 2009a T1 template from the nilearn wheel (downloaded once with pip)."""
+    target = cache_dir / "brain_mri" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    wheel_dir = cache_dir / "wheels"
+    wheels = sorted(glob.glob(str(wheel_dir / "nilearn-*.whl")))
+    if not wheels:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "nilearn", "-d", str(wheel_dir)],
+            check=True,
+        )
+        wheels = sorted(glob.glob(str(wheel_dir / "nilearn-*.whl")))
+    with zipfile.ZipFile(wheels[-1]) as zf:
+        target.write_bytes(zf.read(MNI_MEMBER))
+        licence = [n for n in zf.namelist() if n.endswith("LICENSE")]
+        if licence:
+            (target.parent / "nilearn_LICENSE.txt").write_bytes(zf.read(licence[0]))
+    return target
+
+
+def load_brain(path: Path, mask_path: Path | None = None) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Load a T1 volume in RAS orientation, brain-masked and scaled to [0, 1]."""
+    import nibabel as nib
+
+    img = nib.as_closest_canonical(nib.load(str(path)))
+    vol = np.asarray(img.get_fdata(), dtype=np.float32)
+    if mask_path is not None:
+        mask = np.asarray(nib.as_closest_canonical(nib.load(str(mask_path))).get_fdata()) > 0
+    else:
+        mask = vol > 0
+    vol = vol * mask
+    scale = np.percentile(vol[mask], 99.5)
+    vol = np.clip(vol / scale, 0.0, 1.0)
+    nz = np.argwhere(mask)
+    lo, hi = nz.min(0), nz.max(0) + 1
+    vol = vol[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    return vol, tuple(float(z) for z in img.header.get_zooms()[:3])
+
+
+def volume_slices(
+    vol: np.ndarray, spacing: tuple[float, ...], axis: int, *, size: int, min_brain_fraction: float
+) -> tuple[np.ndarray, float]:
+    """All slices of ``vol`` along ``axis`` as ``(N, size, size)`` images and their pixel size (mm).
+
+    The image plane is displayed with the remaining axes (first -> columns, second -> rows,
+    flipped so that superior/anterior is up).
+    """
+    moved = np.moveaxis(vol, axis, 0)  # (S, a, b)
+    sp = [s for i, s in enumerate(spacing) if i != axis]
+    a_mm, b_mm = round(moved.shape[1] * sp[0]), round(moved.shape[2] * sp[1])
+    extent = max(a_mm, b_mm)
+    t = torch.from_numpy(np.ascontiguousarray(moved))[:, None]
+    t = F.interpolate(t, size=(a_mm, b_mm), mode="bilinear", align_corners=False, antialias=True)
+    pa, pb = extent - a_mm, extent - b_mm
+    t = F.pad(t, (pb // 2, pb - pb // 2, pa // 2, pa - pa // 2))
+    t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    imgs = t[:, 0].clamp(0, 1).numpy()
+    imgs = np.flip(np.swapaxes(imgs, 1, 2), axis=1)  # rows = second plane axis, up = +axis
+    frac = (imgs > 0.05).mean(axis=(1, 2))
+    return np.ascontiguousarray(imgs[frac >= min_brain_fraction]), extent / size
+
+
+def prepare_brain(
+    cache_dir: Path, sample_dir: Path, *, size: int, num_samples: int, min_brain_fraction: float, seed: int
+) -> dict:
+    import nibabel as nib
+
+    out = cache_dir / "brain_mri"
+    out.mkdir(parents=True, exist_ok=True)
+    vol, spacing = load_brain(fetch_mni_template(cache_dir))
+    train = [volume_slices(vol, spacing, ax, size=size, min_brain_fraction=min_brain_fraction)[0]
+             for ax in ORIENTATIONS.values()]
+    counts = {name: len(s) for name, s in zip(ORIENTATIONS, train)}
+    train_arr = np.concatenate(train).astype(np.float32)
+    np.save(out / f"train_{size}.npy", train_arr)
+
+    hvol, hspacing = load_brain(
+        ITK_DATA_DIR / "KmeansTest_T1UCharRaw.nii.gz", ITK_DATA_DIR / "KmeansTest_T1RawSkullStrip.nii.gz"
+    )
+    rng = np.random.default_rng(seed)
+    sdir = sample_dir / "brain_mri"
+    sdir.mkdir(parents=True, exist_ok=True)
+    for old in sdir.glob("*.nii.gz"):
+        old.unlink()
+    held_all, written = [], []
+    per_orientation = max(1, num_samples // len(ORIENTATIONS))
+    for name, ax in ORIENTATIONS.items():
+        # Held-out slices from the central part of the volume (brain fills most of the frame).
+        imgs, pix = volume_slices(hvol, hspacing, ax, size=size, min_brain_fraction=0.3)
+        held_all.append(imgs)
+        centre = np.arange(len(imgs) // 4, len(imgs) - len(imgs) // 4)
+        picks = np.sort(rng.choice(centre, size=min(per_orientation, len(centre)), replace=False))
+        for k in picks:
+            fname = sdir / f"t1_{name}_{k:03d}.nii.gz"
+            # The data array is the (H, W) image exactly as the prior sees it (row 0 at the top), so
+            # MONAI's LoadImage returns it unchanged; the affine maps rows to "down" and columns to
+            # "right" (pix mm each) so that viewers show it upright.
+            affine = np.array([[0.0, pix, 0, 0], [-pix, 0.0, 0, (size - 1) * pix], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+            nib.save(nib.Nifti1Image(np.ascontiguousarray(imgs[k], dtype=np.float32), affine), str(fname))
+            written.append(fname.name)
+    np.save(out / f"heldout_{size}.npy", np.concatenate(held_all).astype(np.float32))
+    return {"train": list(train_arr.shape), "train_per_orientation": counts, "held_out_files": written}
+
+
+def png_grid(images: np.ndarray, path: Path, *, ncol: int = 8) -> None:
+    """Save ``(N, H, W)`` images in [0, 1] as a grid PNG."""
+    from PIL import Image
+
+    n, h, w = images.shape
+    nrow = -(-n // ncol)
+    grid = np.zeros((nrow * (h + 2), ncol * (w + 2)), dtype=np.float32)
+    for i, im in enumerate(images):
+        r, c = divmod(i, ncol)
+        grid[r * (h + 2) + 1 : r * (h + 2) + 1 + h, c * (w + 2) + 1 : c * (w + 2) + 1 + w] = im
+    Image.fromarray((np.clip(grid, 0, 1) * 255).round().astype(np.uint8)).save(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache_dir", default="data_cache", type=Path)
+    parser.add_argument("--sample_dir", default="bundle/sample_images", type=Path)
+    parser.add_argument("--brain_size", default=32, type=int)
+    parser.add_argument("--num_samples", default=6, type=int, help="held-out images shipped per prior")
+    parser.add_argument("--min_brain_fraction", default=0.15, type=float)
+    parser.add_argument("--seed", default=0, type=int)
+    parser.add_argument("--datasets", default="fashion_mnist,brain_mri")
+    args = parser.parse_args(argv)
+    summary = {}
+    names = args.datasets.split(",")
+    if "fashion_mnist" in names:
+        summary["fashion_mnist"] = prepare_fashion_mnist(
+            args.cache_dir, args.sample_dir, num_samples=args.num_samples, seed=args.seed
+        )
+    if "brain_mri" in names:
+        summary["brain_mri"] = prepare_brain(
+            args.cache_dir, args.sample_dir, size=args.brain_size, num_samples=args.num_samples,
+            min_brain_fraction=args.min_brain_fraction, seed=args.seed,
+        )
+        png_grid(np.load(args.cache_dir / "brain_mri" / f"train_{args.brain_size}.npy")[::12][:64],
+                 args.cache_dir / "brain_mri" / "train_preview.png")
+        png_grid(np.load(args.cache_dir / "brain_mri" / f"heldout_{args.brain_size}.npy")[::3][:64],
+                 args.cache_dir / "brain_mri" / "heldout_preview.png")
+    (args.cache_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

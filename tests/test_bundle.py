@@ -1,0 +1,246 @@
+"""The MONAI bundle's evaluate and inference workflows on synthetic PNG and NIfTI files.
+
+Each test runs ``monai.bundle.ConfigWorkflow`` (what ``python -m monai.bundle run`` builds) with
+shrunken overrides: a tiny UNet prior saved as a checkpoint with its model config in tmp_path,
+16x16 images, one outer and two inner solver iterations.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import tiny_unet
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "bundle" / "configs"
+SIZE = 16
+
+
+def make_prior(tmp_path: Path) -> Path:
+    """A tiny UNet checkpoint plus its model config; returns the config path."""
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(tiny_unet(1, seed=0).state_dict(), ckpt)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        "name: tiny\narchitecture: monai_unet\n"
+        "params: {spatial_dims: 2, in_channels: 1, out_channels: 1, channels: [8, 16], "
+        "attention_levels: [false, true], num_res_blocks: 1, num_head_channels: 8, norm_num_groups: 8}\n"
+        f"image_shape: [1, {SIZE}, {SIZE}]\ncheckpoint: tiny.pt\n"
+    )
+    return cfg
+
+
+def make_pngs(folder: Path, n: int = 3, size: int = SIZE) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(n):
+        yy, xx = np.mgrid[:size, :size]
+        arr = (127 + 100 * np.sin((xx + 2 * k) / 3.0) * np.cos(yy / (4.0 + k))).astype(np.uint8)
+        paths.append(folder / f"img{k}.png")
+        Image.fromarray(arr).save(paths[-1])
+    return paths
+
+
+def workflow(config: str | list[str], tmp_path: Path, **overrides):
+    from monai.bundle import ConfigWorkflow
+
+    files = [str(CONFIGS / c) for c in ([config] if isinstance(config, str) else config)]
+    defaults = dict(
+        model_config=str(make_prior(tmp_path)) if not (tmp_path / "tiny.yaml").exists() else str(tmp_path / "tiny.yaml"),
+        device="cpu",
+        num_steps=2,
+        batch_size=2,
+        solver_overrides={"num_outer": 1, "num_inner": 2},
+        solver_progress=False,
+    )
+    defaults.update(overrides)
+    wf = ConfigWorkflow(
+        config_file=files[0] if len(files) == 1 else files,
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=str(CONFIGS / "logging.conf"),
+        workflow_type="infer",
+        **defaults,
+    )
+    return wf
+
+
+def run(config, tmp_path, **overrides):
+    wf = workflow(config, tmp_path, **overrides)
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    return wf
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch):
+    # the bundle configs name common.yaml and the presets relative to the repository root
+    monkeypatch.chdir(REPO)
+
+
+def test_evaluate_png_resume_overwrite_and_inference(tmp_path):
+    make_pngs(tmp_path / "data", 3)
+    out = tmp_path / "run"
+    run("evaluate.yaml", tmp_path, dataset_dir=str(tmp_path / "data"), output_dir=str(out))
+
+    table = rows(out / "metrics.csv")
+    assert sorted(r["name"] for r in table) == ["img0", "img1", "img2"]
+    assert all(float(r["psnr"]) > 0 and -1 <= float(r["ssim"]) <= 1 and int(r["nfe"]) > 0 for r in table)
+    for k in range(3):
+        rec = np.asarray(Image.open(out / "reconstructions" / f"img{k}.png"))
+        assert rec.shape == (SIZE, SIZE) and rec.dtype == np.uint8
+        assert (out / "panels" / f"img{k}.png").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_images"] == 3 and summary["task"] == "inpainting" and summary["solver"] == "dmilo"
+    assert set(summary["metrics"]) >= {"psnr", "ssim", "nfe", "seconds"}
+    assert (out / "summary.md").read_text().count("±") >= 2
+
+    # resume: drop img1's row (as if the run had been interrupted there); only img1 is redone
+    kept = {r["name"]: r for r in table if r["name"] != "img1"}
+    with (out / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(kept.values())
+    (out / "reconstructions" / "img1.png").unlink()
+    before = {n: (out / "reconstructions" / f"{n}.png").stat().st_mtime_ns for n in kept}
+    run("evaluate.yaml", tmp_path, dataset_dir=str(tmp_path / "data"), output_dir=str(out))
+    again = rows(out / "metrics.csv")
+    assert sorted(r["name"] for r in again) == ["img0", "img1", "img2"]
+    assert (out / "reconstructions" / "img1.png").is_file()
+    assert {n: (out / "reconstructions" / f"{n}.png").stat().st_mtime_ns for n in kept} == before
+    redone = next(r for r in again if r["name"] == "img1")
+    original = next(r for r in table if r["name"] == "img1")
+    assert float(redone["psnr"]) == pytest.approx(float(original["psnr"]), abs=1e-4)  # per-image seeds
+
+    # other settings into the same output_dir: refused, nothing touched; --overwrite true redoes it
+    with pytest.raises(SystemExit, match="other settings.*overwrite true"):
+        run("evaluate.yaml", tmp_path, dataset_dir=str(tmp_path / "data"), output_dir=str(out), seed=1)
+    assert len(rows(out / "metrics.csv")) == 3
+    run("evaluate.yaml", tmp_path, dataset_dir=str(tmp_path / "data"), output_dir=str(out), seed=1,
+        overwrite=True, max_images=1)
+    assert [r["name"] for r in rows(out / "metrics.csv")] == ["img0"]
+    assert not (out / "reconstructions" / "img2.png").exists()
+
+    # inference on the measurements evaluate saved gives the same reconstructions (same seeds)
+    datalist = out / "measurements" / "datalist.json"
+    assert json.loads(datalist.read_text())["data"][0]["name"] == "img0"
+    inf = tmp_path / "inf"
+    run("inference.yaml", tmp_path, datalist_file=str(datalist), output_dir=str(inf), seed=1)
+    a = np.asarray(Image.open(out / "reconstructions" / "img0.png")).astype(int)
+    b = np.asarray(Image.open(inf / "reconstructions" / "img0.png")).astype(int)
+    assert np.abs(a - b).max() <= 1
+    assert rows(inf / "metrics.csv")[0]["name"] == "img0"
+    assert (inf / "panels" / "img0.png").is_file()
+
+
+def test_evaluate_nifti_volume_and_2d_keep_affine(tmp_path):
+    data_dir = tmp_path / "nii"
+    data_dir.mkdir()
+    rng = np.random.default_rng(0)
+    affine = np.array([[0.9, 0.0, 0.0, -10.0], [0.0, 1.1, 0.0, 4.0], [0.0, 0.0, 2.5, 7.0], [0, 0, 0, 1]])
+    vol = rng.normal(300.0, 50.0, (SIZE, SIZE, 3)).astype(np.float32)
+    nib.Nifti1Image(vol, affine).to_filename(str(data_dir / "vol.nii.gz"))
+    flat = rng.normal(0.0, 1.0, (SIZE, SIZE)).astype(np.float32)
+    nib.Nifti1Image(flat, np.diag([2.0, 2.0, 2.0, 1.0])).to_filename(str(data_dir / "flat.nii"))
+    out = tmp_path / "run"
+    run("evaluate.yaml", tmp_path, dataset_dir=str(data_dir), output_dir=str(out), task="gaussian_blur", batch_size=3)
+
+    assert sorted(r["name"] for r in rows(out / "metrics.csv")) == ["flat", "vol_s000", "vol_s001", "vol_s002"]
+    rec = nib.load(str(out / "reconstructions" / "vol.nii.gz"))
+    assert rec.shape == vol.shape
+    np.testing.assert_allclose(rec.affine, affine, atol=1e-6)
+    values = rec.get_fdata()
+    for k in range(3):  # each slice back in its own intensity range
+        assert values[..., k].min() >= vol[..., k].min() - 1e-3
+        assert values[..., k].max() <= vol[..., k].max() + 1e-3
+    rec2 = nib.load(str(out / "reconstructions" / "flat.nii.gz"))
+    assert rec2.shape == flat.shape
+    np.testing.assert_allclose(rec2.affine, np.diag([2.0, 2.0, 2.0, 1.0]))
+
+
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("missing", "is not an existing folder"),
+        ("empty", "holds no image files"),
+        ("size", "is 20x20 but the prior takes 16x16"),
+        ("checkpoint", "does not match prior"),
+        ("task", "task 'nope' not found"),
+    ],
+)
+def test_one_clear_error_before_any_work(tmp_path, case, match):
+    data = tmp_path / "data"
+    overrides = {"dataset_dir": str(data), "output_dir": str(tmp_path / "run")}
+    if case == "empty":
+        data.mkdir()
+    elif case == "size":
+        make_pngs(data, 1, size=20)
+    elif case in ("checkpoint", "task"):
+        make_pngs(data, 1)
+    if case == "checkpoint":
+        make_prior(tmp_path)
+        torch.save(tiny_unet(1).state_dict() | {"extra.weight": torch.zeros(1)}, tmp_path / "tiny.pt")
+        torch.save({k: v for k, v in tiny_unet(1).state_dict().items() if "out" not in k}, tmp_path / "tiny.pt")
+    if case == "task":
+        overrides["task"] = "nope"
+    wf = workflow("evaluate.yaml", tmp_path, **overrides)
+    with pytest.raises(SystemExit, match=match) as err:
+        wf.initialize()
+    assert str(err.value).startswith("monai_dmilo error: ") and "\n" not in str(err.value)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("config", ["evaluate.yaml", "inference.yaml"])
+def test_check_properties(tmp_path, config):
+    make_pngs(tmp_path / "data", 1)
+    np.save(tmp_path / "y.npy", np.zeros((SIZE, SIZE), np.float32))
+    np.save(tmp_path / "mask.npy", np.ones((1, SIZE, SIZE), np.float32))
+    (tmp_path / "list.json").write_text(json.dumps([{"name": "a", "y": "y.npy", "mask": "mask.npy"}]))
+    wf = workflow(
+        config, tmp_path, dataset_dir=str(tmp_path / "data"), datalist_file=None if config == "evaluate.yaml"
+        else str(tmp_path / "list.json"), output_dir=str(tmp_path / "run"),
+    )
+    wf.initialize()
+    assert wf.check_properties() == []
+
+
+def test_metadata_validates_against_schema():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((REPO / "schemas" / "metadata_schema.json").read_text())
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.validate(meta, schema)
+    broken = {k: v for k, v in meta.items() if k != "network_data_format"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+    bad_tensor = json.loads(json.dumps(meta))
+    bad_tensor["network_data_format"]["inputs"]["image"]["num_channels"] = 0
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad_tensor, schema)
+
+
+def test_task_presets_load_and_name_existing_solver_presets():
+    from monai_dmilo.engines import available_tasks, load_task
+    from monai_dmilo.operators import OPERATORS
+    from monai_dmilo.solvers import available_presets
+
+    tasks = available_tasks()
+    assert {"inpainting", "sr4", "gaussian_blur", "motion_blur", "mri", "ct"} <= set(tasks)
+    for name in tasks:
+        task = load_task(name)
+        assert task["operator"] in OPERATORS
+        for solver in ("dmilo", "dmilo_pgd"):
+            assert f"{task['solver_task']}_{solver}" in available_presets()

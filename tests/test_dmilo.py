@@ -1,0 +1,214 @@
+"""Algorithm tests of DMILO and DMILO-PGD (ALGORITHMS.md, sections 4-6)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from monai_dmilo.operators import build as build_operator
+from monai_dmilo.operators import gaussian_kernel
+from monai_dmilo.solvers import DMILO, DMILOPGD, DMPlug, per_sample_mean_square
+from test_solvers import (
+    ConvBlur,
+    Identity,
+    PixelMask,
+    in_range_image,
+    random_mask,
+    toy_generator,
+    unconditional,
+)
+
+
+def test_fits_a_measurement_in_the_generators_range():
+    generator = toy_generator()
+    x_true = in_range_image(generator, 2)
+    seeds = [1, 2]
+    for op in (Identity(), build_operator("inpainting", mask=random_mask(2, keep=0.6))):
+        y = op(x_true)
+        out = DMILO(num_outer=4, num_inner=60).solve(y, op, generator, seed=seeds)
+        initial = per_sample_mean_square(op(unconditional(generator, seeds)) - y)
+        final = per_sample_mean_square(op(out.x) - y)
+        assert (final < 0.05 * initial).all(), (final, initial)
+        assert (final < 2e-3).all(), final
+        # the recorded curve is the data fit of the returned iterate
+        torch.testing.assert_close(out.history["data_fit"][-1], final)
+
+
+def test_regeneration_pass_and_estimate():
+    """After the solve, z_{i+1} = g_i(z_i) + nu_i for every layer and x = clip(z_N)."""
+    generator = toy_generator()
+    op = PixelMask(random_mask(2))
+    y = op(in_range_image(generator, 2))
+    out = DMILO(num_outer=2, num_inner=10, lr_nu=0.01).solve(y, op, generator, seed=[3, 4])
+    latents, deviations = out.extras["latents"], out.extras["deviations"]
+    assert len(latents) == generator.num_steps + 1 and len(deviations) == generator.num_steps
+    assert all(d.abs().max() > 0 for d in deviations)
+    with torch.no_grad():
+        for i in range(generator.num_steps):
+            torch.testing.assert_close(latents[i + 1], generator.step(latents[i], i) + deviations[i], atol=0, rtol=0)
+    torch.testing.assert_close(out.x, latents[-1].clamp(-1, 1), atol=0, rtol=0)
+
+
+def test_sparse_deviations_capture_an_off_range_outlier():
+    generator = toy_generator()
+    x_true = in_range_image(generator, 1)
+    y = x_true.clone()
+    outliers = [(3, 4), (10, 12), (7, 1)]
+    for r, c in outliers:
+        y[0, 0, r, c] = 3.0  # the prior's images stay in [-1, 1]: no latent reaches this
+    out = DMILO(num_outer=4, num_inner=100, lr_nu=0.02).solve(y, Identity(), generator, seed=5)
+    nu = out.extras["deviations"][-1][0, 0]
+    outlier_mask = torch.zeros_like(nu, dtype=torch.bool)
+    for r, c in outliers:
+        outlier_mask[r, c] = True
+    assert (nu[outlier_mask] > 1.0).all(), nu[outlier_mask]  # the deviation takes the outlier
+    rest = nu[~outlier_mask].abs()
+    assert (rest < 0.05).float().mean() > 0.9, rest.sort().values[-20:]  # and stays sparse elsewhere
+    for earlier in out.extras["deviations"][:-1]:
+        assert (earlier.abs() < 0.05).float().mean() > 0.9
+
+
+def test_fresh_adam_per_layer_with_separate_learning_rates(monkeypatch):
+    created = []
+    original = torch.optim.Adam
+
+    def spy(params, *args, **kwargs):
+        optimizer = original(params, *args, **kwargs)
+        created.append([group["lr"] for group in optimizer.param_groups])
+        return optimizer
+
+    monkeypatch.setattr(torch.optim, "Adam", spy)
+    generator = toy_generator()
+    op = PixelMask(random_mask(1))
+    DMILO(num_outer=3, num_inner=2, lr_z=0.03, lr_nu=0.004).solve(op(in_range_image(generator, 1)), op, generator, seed=0)
+    assert created == [[0.03, 0.004]] * (3 * generator.num_steps)
+
+
+def _forward_calls_per_backward(solver, generator, y, op) -> list[int]:
+    """Network forward calls with gradients enabled between consecutive backward passes."""
+    events: list[str] = []
+    net = generator.network
+    net.register_forward_hook(lambda *_: events.append("F") if torch.is_grad_enabled() else None)
+    net.register_full_backward_hook(lambda *_: events.append("B"))
+    solver.solve(y, op, generator, seed=0)
+    counts, pending = [], 0
+    for event in events:
+        if event == "F":
+            pending += 1
+        else:  # backward hooks of one backward pass fire once per network evaluation in the graph
+            counts.append(pending)
+            pending = 0
+    return counts
+
+
+def test_autograd_graph_holds_one_network_evaluation():
+    generator = toy_generator(num_steps=4)
+    op = PixelMask(random_mask(1))
+    y = op(in_range_image(generator, 1))
+    dmilo = _forward_calls_per_backward(DMILO(num_outer=2, num_inner=3), generator, y, op)
+    assert dmilo == [1] * (2 * 4 * 3)  # one evaluation per backward, whatever N is
+    # the same probe sees DMPlug's graph through all N evaluations
+    dmplug = _forward_calls_per_backward(DMPlug(num_iters=2), generator, y, op)
+    assert dmplug == [4, 0, 0, 0] * 2
+
+
+class SpyOperator(PixelMask):
+    """Records every input it is called with, and whether gradients were on."""
+
+    def __init__(self, mask):
+        super().__init__(mask)
+        self.calls: list[tuple[torch.Tensor, bool]] = []
+
+    def forward(self, x):
+        self.calls.append((x.detach().clone(), torch.is_grad_enabled()))
+        return super().forward(x)
+
+
+def test_pgd_projection_target_is_A_of_X_prime():
+    generator = toy_generator()
+    mask = random_mask(2)
+    y = PixelMask(mask)(in_range_image(generator, 2))
+    lr_x, seeds = 0.3, [6, 7]
+    spy = SpyOperator(mask)
+    pgd = DMILOPGD(num_outer=1, num_inner=20, lr_x=lr_x).solve(y, spy, generator, seed=seeds)
+    # X = 0: X' = 0 - lr_x * grad ||m * clip(X) - y||^2 = 2 lr_x m y; the target A(X') = 2 lr_x y
+    no_grad_inputs = [x for x, grad_on in spy.calls if not grad_on]
+    x_prime = no_grad_inputs[0]  # the target is computed, without gradients, from X'
+    torch.testing.assert_close(x_prime, 2 * lr_x * mask * y)
+    # and the projection is DMILO's sweep on that target: the estimate of DMILO on y' = A(X')
+    dmilo = DMILO(num_outer=1, num_inner=20).solve(PixelMask(mask)(x_prime), PixelMask(mask), generator, seed=seeds)
+    torch.testing.assert_close(pgd.x, dmilo.x, atol=0, rtol=0)
+    assert not torch.allclose(pgd.x, DMILO(num_outer=1, num_inner=20).solve(y, PixelMask(mask), generator, seed=seeds).x)
+
+
+def test_pgd_with_inpainting_step_half_returns_dmilos_estimate():
+    """ALGORITHMS.md section 5: one step of size 0.5 pastes y into the observed pixels."""
+    generator = toy_generator()
+    op = build_operator("inpainting", mask=random_mask(2, keep=0.3))
+    y = op(in_range_image(generator, 2)) + 0.01 * torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    y = op(y)  # noisy observed pixels, zeros elsewhere
+    params = dict(num_outer=3, num_inner=30)
+    dmilo = DMILO(**params).solve(y, op, generator, seed=[8, 9])
+    pgd = DMILOPGD(lr_x=0.5, **params).solve(y, op, generator, seed=[8, 9])
+    torch.testing.assert_close(pgd.x, dmilo.x, atol=1e-4, rtol=0)
+    torch.testing.assert_close(pgd.history["data_fit"], dmilo.history["data_fit"], atol=1e-6, rtol=1e-4)
+
+
+def test_pgd_norm_clipped_fidelity_variant():
+    generator = toy_generator()
+    op = ConvBlur(gaussian_kernel(5, 1.0))
+    y = op(in_range_image(generator, 1))
+    spy_inputs = []
+    out = DMILOPGD(
+        num_outer=2, num_inner=10, lr_x=0.05, num_fidelity_steps=20, fidelity="norm_clipped",
+        callback=lambda r: spy_inputs.append(r),
+    ).solve(y, op, generator, seed=1)
+    assert len(spy_inputs) == 2 and out.x.abs().max() <= 1
+    assert out.nfe == 3 + 2 * (3 * 10 + 3)  # fidelity steps call A only, no network
+
+
+@pytest.mark.parametrize("solver_cls, extra", [(DMILO, {}), (DMILOPGD, {"lr_x": 0.5, "num_fidelity_steps": 5})])
+def test_blind_deblurring_estimates_a_valid_kernel(solver_cls, extra):
+    generator = toy_generator()
+    true_kernel = gaussian_kernel(5, 1.2)
+    x_true = in_range_image(generator, 2)
+    y = build_operator("blur", kernel=true_kernel)(x_true)
+    solver = solver_cls(num_outer=3, num_inner=40, blind_kernel_size=5, lr_kernel=0.1, **extra)
+    out = solver.solve(y, None, generator, seed=[11, 12])
+    k = out.kernel
+    assert k.shape == (2, 5, 5) and (k >= 0).all()
+    torch.testing.assert_close(k.sum((1, 2)), torch.ones(2))
+    assert not torch.allclose(k, out.extras["initial_kernel"])
+    initial = per_sample_mean_square(
+        build_operator("blur", kernel=out.extras["initial_kernel"])(out.extras["initial_x"]) - y
+    )
+    final = per_sample_mean_square(build_operator("blur", kernel=k)(out.x) - y)
+    assert (final < 0.5 * initial).all(), (final, initial)
+    torch.testing.assert_close(out.history["data_fit"][-1], final)
+    # same seed -> same kernel logits -> same answer (batch of one)
+    single = solver.solve(y[1:], None, generator, seed=12)
+    torch.testing.assert_close(single.kernel[0], k[1], atol=1e-5, rtol=0)
+
+
+def test_blind_custom_operator_factory():
+    generator = toy_generator()
+    y = ConvBlur(gaussian_kernel(3, 0.8))(in_range_image(generator, 1))
+    seen = []
+
+    def factory(kernel):
+        seen.append(kernel.shape)
+        return ConvBlur(kernel)
+
+    out = DMILO(num_outer=1, num_inner=5, blind_kernel_size=3, operator_factory=factory).solve(y, None, generator, seed=0)
+    assert out.kernel.shape == (1, 3, 3) and set(seen) == {torch.Size([1, 3, 3])}
+
+
+def test_one_image_does_not_change_anothers_result():
+    generator = toy_generator()
+    op = PixelMask(random_mask(2))
+    y = op(in_range_image(generator, 2))
+    changed = y.clone()
+    changed[1] = op(in_range_image(generator, 1, seed=99))[0]
+    a = DMILO(num_outer=2, num_inner=10).solve(y, op, generator, seed=[1, 2])
+    b = DMILO(num_outer=2, num_inner=10).solve(changed, op, generator, seed=[1, 2])
+    torch.testing.assert_close(a.x[0], b.x[0], atol=1e-5, rtol=0)
+    assert not torch.allclose(a.x[1], b.x[1])

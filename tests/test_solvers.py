@@ -1,0 +1,503 @@
+"""Contract tests shared by every solver (dmilo, dmilo_pgd, dmplug, dps), plus selection and presets.
+
+Helpers defined here (toy denoiser, small operators) are reused by test_dmilo.py / test_inferers.py.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import tiny_unet
+from monai_dmilo.generator import StepwiseDDIM, linear_alphas_cumprod
+from monai_dmilo.operators.base import ForwardOperator
+from monai_dmilo.solvers import (
+    DMILO,
+    SOLVERS,
+    available_presets,
+    build,
+    build_from_preset,
+    build_selection,
+    load_solver_preset,
+    per_sample_mean_square,
+)
+
+HAS_OPERATOR_REGISTRY = importlib.util.find_spec("monai_dmilo.operators") is not None and hasattr(
+    importlib.import_module("monai_dmilo.operators"), "build"
+)
+
+# Small, fast hyperparameters per solver (the algorithms are the same as with the presets).
+FAST = {
+    "dmilo": dict(num_outer=2, num_inner=15),
+    "dmilo_pgd": dict(num_outer=2, num_inner=15, lr_x=0.3),
+    "dmplug": dict(num_iters=30, lr=0.02),
+    "dps": dict(num_steps=10, zeta=1.0),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+class ToyDenoiser(nn.Module):
+    """An eps-model whose clean prediction is ``tanh(conv(tanh(conv(z))))``: smooth, in range.
+
+    A random MONAI UNet has a zero output layer, so its x0 prediction saturates the clip and
+    G gives almost no gradient; this toy prior has a non-trivial, differentiable range.
+    """
+
+    def __init__(self, channels: int = 1, seed: int = 0, width: int = 8) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1), nn.Tanh(), nn.Conv2d(width, channels, 3, padding=1)
+        )
+        with torch.no_grad():
+            for p in self.net.parameters():
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen))
+        self.register_buffer("abar", linear_alphas_cumprod().float())
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = self.abar[t].view(-1, 1, 1, 1).to(x.dtype)
+        x0 = torch.tanh(self.net(x))
+        return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+
+class SubspaceDenoiser(nn.Module):
+    """The exact eps-model of a degenerate Gaussian prior ``x = U w``, ``w ~ N(0, I_k)``.
+
+    With ``P = U U^T`` (orthonormal ``U``) the posterior mean is ``E[x | z_t] = sqrt(abar_t) P z_t``,
+    so this is a consistent diffusion model (DPS's assumptions hold) whose range is ``span(U)``.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], rank: int = 16, seed: int = 0) -> None:
+        super().__init__()
+        dim = shape[0] * shape[1] * shape[2]
+        basis, _ = torch.linalg.qr(torch.randn(dim, rank, generator=torch.Generator().manual_seed(seed)))
+        self.register_buffer("basis", basis)
+        self.register_buffer("abar", linear_alphas_cumprod().float())
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = self.abar[t].view(-1, 1, 1, 1).to(x.dtype)
+        flat = x.flatten(1)
+        x0 = a.sqrt() * ((flat @ self.basis) @ self.basis.T).view_as(x)
+        return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+
+def subspace_generator(size: int = 16, num_steps: int = 3) -> StepwiseDDIM:
+    return StepwiseDDIM(SubspaceDenoiser((1, size, size)), num_steps=num_steps, image_shape=(1, size, size))
+
+
+def toy_generator(channels: int = 1, size: int = 16, num_steps: int = 3, seed: int = 0) -> StepwiseDDIM:
+    return StepwiseDDIM(ToyDenoiser(channels, seed), num_steps=num_steps, image_shape=(channels, size, size))
+
+
+def unet_generator(channels: int = 1, size: int = 16, num_steps: int = 3) -> StepwiseDDIM:
+    return StepwiseDDIM(tiny_unet(channels, 0), num_steps=num_steps, image_shape=(channels, size, size))
+
+
+class Identity(ForwardOperator):
+    linear = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class PixelMask(ForwardOperator):
+    """``A(x) = m * x`` with a (B|1, 1|C, H, W) binary mask."""
+
+    linear = True
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mask
+
+
+class Downsample2(ForwardOperator):
+    """2x average pooling: ``(B, C, H, W) -> (B, C, H/2, W/2)``."""
+
+    linear = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.avg_pool2d(x, 2)
+
+
+class ConvBlur(ForwardOperator):
+    """Blur by a ``(k, k)`` or per-sample ``(B, k, k)`` kernel, reflect padding, same size."""
+
+    linear = True
+
+    def __init__(self, kernel: torch.Tensor) -> None:
+        super().__init__()
+        self.kernel = kernel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        k = self.kernel if self.kernel.ndim == 3 else self.kernel.expand(b, *self.kernel.shape)
+        size = k.shape[-1]
+        pad = (size // 2, size - 1 - size // 2) * 2
+        xp = nn.functional.pad(x, pad, mode="reflect").reshape(1, b * c, h + size - 1, w + size - 1)
+        weight = k.flip(-1, -2).repeat_interleave(c, dim=0).unsqueeze(1)
+        return nn.functional.conv2d(xp, weight.to(x.dtype), groups=b * c).reshape(b, c, h, w)
+
+
+class FourierSubsample(ForwardOperator):
+    """A complex measurement: the orthonormal 2D FFT restricted to a mask (toy MRI)."""
+
+    linear = True
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.fft.fft2(x, norm="ortho") * self.mask
+
+
+def random_mask(batch: int, size: int = 16, keep: float = 0.5, seed: int = 1) -> torch.Tensor:
+    return (torch.rand(batch, 1, size, size, generator=torch.Generator().manual_seed(seed)) < keep).float()
+
+
+def in_range_image(generator: StepwiseDDIM, batch: int, seed: int = 7, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``clip(G(z*))`` for a fixed noise: an image in the generator's range."""
+    z = torch.randn(batch, *generator.image_shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
+    with torch.no_grad():
+        return generator.sample(z).clamp(-1, 1)
+
+
+def unconditional(generator: StepwiseDDIM, seeds: list[int]) -> torch.Tensor:
+    z = torch.stack([torch.randn(generator.image_shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    with torch.no_grad():
+        return generator.sample(z).clamp(-1, 1)
+
+
+def count_network_calls(generator: StepwiseDDIM) -> list[bool]:
+    """Records ``torch.is_grad_enabled()`` for every forward call of the generator's network."""
+    calls: list[bool] = []
+    generator.network.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
+    return calls
+
+
+def expected_nfe(name: str, params: dict, n: int) -> int:
+    if name in ("dmilo", "dmilo_pgd"):
+        return n + params["num_outer"] * (n * params["num_inner"] + n)
+    if name == "dmplug":
+        return n * params["num_iters"] + n
+    return params["num_steps"]
+
+
+def mask_problem(batch: int = 2, generator: StepwiseDDIM | None = None, dtype: torch.dtype = torch.float32):
+    generator = generator or toy_generator()
+    op = PixelMask(random_mask(batch).to(dtype))
+    return op(in_range_image(generator, batch, dtype=dtype)), op, generator
+
+
+# ---------------------------------------------------------------------------------------------
+# contract tests, every solver
+# ---------------------------------------------------------------------------------------------
+TINY = {
+    "dmilo": dict(num_outer=1, num_inner=2),
+    "dmilo_pgd": dict(num_outer=1, num_inner=2),
+    "dmplug": dict(num_iters=3),
+    "dps": dict(num_steps=4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_output_contract_and_exact_nfe(name):
+    generator = unet_generator()  # the project's real network class (MONAI DiffusionModelUNet)
+    y, op, _ = mask_problem(2, generator)
+    calls = count_network_calls(generator)
+    out = build(name, **TINY[name]).solve(y, op, generator, seed=[0, 1])
+    assert out.x.shape == (2, 1, 16, 16) and out.x.dtype == y.dtype
+    assert torch.isfinite(out.x).all() and out.x.abs().max() <= 1.0
+    fit = out.history["data_fit"]
+    assert fit.ndim == 2 and fit.shape[1] == 2 and fit.shape[0] >= 1
+    assert out.nfe == expected_nfe(name, TINY[name], generator.num_steps)
+    assert out.nfe_forward == len(calls)  # every real network forward is counted
+    assert out.nfe_backward == sum(calls)  # every network forward run with gradients is backpropagated
+    assert out.wall_time > 0 and out.kernel is None and not out.interrupted and out.seeds == [0, 1]
+    assert out.selected.tolist() == [fit.shape[0] - 1] * 2
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_deterministic_per_seed(name):
+    y, op, generator = mask_problem(2)
+    solver = build(name, **FAST[name])
+    a = solver.solve(y, op, generator, seed=[3, 4])
+    b = solver.solve(y, op, generator, seed=[3, 4])
+    c = solver.solve(y, op, generator, seed=[5, 6])
+    assert torch.equal(a.x, b.x)
+    assert torch.equal(a.history["data_fit"], b.history["data_fit"])
+    assert not torch.allclose(a.x, c.x)
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_batch_equals_singles(name):
+    # float64, so that the only batch effect left (convolution rounding) is far below the tolerance
+    generator = toy_generator().double()
+    y, op, generator = mask_problem(3, generator, dtype=torch.float64)
+    solver = build(name, **FAST[name])
+    batched = solver.solve(y, op, generator, seed=[10, 11, 12])
+    for b, seed in enumerate([10, 11, 12]):
+        single = solver.solve(y[b : b + 1], PixelMask(op.mask[b : b + 1]), generator, seed=seed)
+        torch.testing.assert_close(single.x[0], batched.x[b], atol=1e-9, rtol=0)
+        torch.testing.assert_close(single.history["data_fit"][:, 0], batched.history["data_fit"][:, b], atol=1e-12, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_reduces_the_data_fit(name):
+    y, op, generator = mask_problem(2, subspace_generator())
+    seeds = [21, 22]
+    out = build(name, **FAST[name]).solve(y, op, generator, seed=seeds)
+    final = per_sample_mean_square(op(out.x) - y)
+    if name == "dps":  # against the unguided sample from the same noise and sampler
+        start = build("dps", **{**FAST["dps"], "zeta": 0.0}).solve(y, op, generator, seed=seeds).x
+    else:  # against the unconditional sample clip(G(z_0))
+        start = unconditional(generator, seeds)
+    initial = per_sample_mean_square(op(start) - y)
+    assert (final < 0.5 * initial).all(), (final, initial)
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_runs_in_supervised_evaluator_under_no_grad(name):
+    from ignite.engine import Events
+    from monai.data import DataLoader
+    from monai.engines import PrepareBatchExtraInput, SupervisedEvaluator
+
+    from monai_dmilo.inferers import SolverInferer
+
+    generator = toy_generator()
+    x = in_range_image(generator, 2)
+    mask = random_mask(2)
+    y = x * mask
+    data = [{"image": y[b], "label": x[b], "mask": mask[b], "seed": 40 + b} for b in range(2)]
+    solver = build(name, **FAST[name])
+    if HAS_OPERATOR_REGISTRY:
+        inferer = SolverInferer(solver, operator="inpainting")
+        extra = {"mask": "mask", "seed": "seed"}
+    else:  # the operator registry is not there yet: a fixed operator, seeds from the batch
+        inferer = SolverInferer(solver, operator=PixelMask(mask))
+        extra = {"seed": "seed"}
+    preds = []
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"),
+        val_data_loader=DataLoader(data, batch_size=2),
+        network=generator,
+        inferer=inferer,
+        prepare_batch=PrepareBatchExtraInput(extra),
+        decollate=False,
+    )
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda e: preds.append(e.state.output["pred"]))
+    evaluator.run()
+    direct = solver.solve(y, PixelMask(mask), generator, seed=[40, 41])
+    assert len(preds) == 1 and preds[0].shape == (2, 1, 16, 16)
+    torch.testing.assert_close(torch.as_tensor(preds[0]), direct.x, atol=1e-6, rtol=0)
+    assert not any(p.requires_grad for p in generator.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_keyboard_interrupt_returns_current_estimate(name):
+    y, op, generator = mask_problem(2)
+    seen = []
+
+    def stop(record):
+        seen.append(record)
+        raise KeyboardInterrupt
+
+    params = {**FAST[name], **({"report_every": 1} if name == "dmplug" else {})}
+    out = build(name, callback=stop, **params).solve(y, op, generator, seed=[1, 2])
+    assert out.interrupted and len(seen) == 1
+    assert out.history["data_fit"].shape == (1, 2)
+    assert out.x.shape == (2, 1, 16, 16) and torch.isfinite(out.x).all()
+    assert set(seen[0]) >= {"record", "nfe", "elapsed", "data_fit"}
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_prior_frozen_and_no_gradients_pile_up(name):
+    y, op, generator = mask_problem(2)
+    first = next(generator.parameters())
+    first.requires_grad_(True)  # a user un-froze part of the prior
+    build(name, **FAST[name]).solve(y, op, generator, seed=0)
+    assert all(p.grad is None for p in generator.parameters())
+    assert first.requires_grad  # restored as it was
+    assert sum(p.requires_grad for p in generator.parameters()) == 1
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_complex_measurements(name):
+    generator = toy_generator()
+    op = FourierSubsample(random_mask(2, keep=0.4))
+    y = op(in_range_image(generator, 2))
+    assert y.is_complex()
+    out = build(name, **FAST[name]).solve(y, op, generator, seed=[8, 9])
+    assert out.x.dtype == torch.float32 and not out.history["data_fit"].is_complex()
+    expected = torch.view_as_real(op(out.x) - y).square().flatten(1).mean(1)
+    torch.testing.assert_close(out.history["data_fit"][-1], expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_non_image_shaped_measurement_and_z_init(name):
+    generator = toy_generator()
+    op = Downsample2()
+    y = op(in_range_image(generator, 2))
+    solver = build(name, **FAST[name])
+    out = solver.solve(y, op, generator, seed=[5, 6])
+    z0 = torch.stack([torch.randn(1, 16, 16, generator=torch.Generator().manual_seed(s)) for s in (5, 6)])
+    again = solver.solve(y, op, generator, seed=[5, 6], z_init=z0)
+    assert out.x.shape == (2, 1, 16, 16)
+    torch.testing.assert_close(out.x, again.x, atol=0, rtol=0)
+
+
+def test_bad_inputs_raise_named_errors():
+    y, op, generator = mask_problem(2)
+    solver = DMILO(num_outer=1, num_inner=1)
+    with pytest.raises(ValueError, match="seed"):
+        solver.solve(y, op, generator, seed=[1, 2, 3])
+    with pytest.raises(TypeError, match="seed"):
+        solver.solve(y, op, generator, seed="1")
+    no_shape = StepwiseDDIM(ToyDenoiser(), num_steps=2)
+    with pytest.raises(ValueError, match="image_shape"):
+        solver.solve(y, op, no_shape, seed=0)
+    with pytest.raises(ValueError, match="z_init"):
+        solver.solve(y, op, generator, z_init=torch.zeros(3, 1, 16, 16))
+    with pytest.raises(TypeError, match="operator"):
+        solver.solve(y, "inpainting", generator)
+    with pytest.raises(TypeError, match="generator"):
+        solver.solve(y, op, nn.Identity())
+    with pytest.raises(ValueError, match="solver name"):
+        build("dmilo2")
+    with pytest.raises(ValueError, match="num_inner"):
+        build("dmilo", num_inner=-1)
+    with pytest.raises(ValueError, match="lr_z"):
+        build("dmilo", lr_z="fast")
+    with pytest.raises(ValueError, match="fidelity"):
+        build("dmilo_pgd", fidelity="l1")
+    with pytest.raises(ValueError, match="selection"):
+        build("dmplug", selection="oracle_psnr")
+    with pytest.raises(ValueError, match="operator=None"):
+        build("dmilo", blind_kernel_size=3).solve(y, op, generator, seed=0)
+
+
+def test_seed_none_follows_global_rng():
+    y, op, generator = mask_problem(2)
+    solver = DMILO(num_outer=1, num_inner=2)
+    torch.manual_seed(123)
+    a = solver.solve(y, op, generator)
+    torch.manual_seed(123)
+    b = solver.solve(y, op, generator)
+    assert a.seeds == b.seeds and torch.equal(a.x, b.x)
+
+
+def test_progress_bar_and_callback_records():
+    y, op, generator = mask_problem(2)
+    records = []
+    out = DMILO(num_outer=3, num_inner=2, progress=True, callback=records.append).solve(y, op, generator, seed=0)
+    assert [r["record"] for r in records] == [0, 1, 2]
+    assert [r["nfe"] for r in records] == [3 + k * (3 * 2 + 3) for k in (1, 2, 3)]
+    torch.testing.assert_close(torch.stack([r["data_fit"] for r in records]), out.history["data_fit"])
+
+
+# ---------------------------------------------------------------------------------------------
+# selection rules and DMPlug options
+# ---------------------------------------------------------------------------------------------
+def test_lowest_data_fit_selection_picks_the_best_recorded_iterate():
+    y, op, generator = mask_problem(2)
+    out = build("dmplug", num_iters=25, lr=0.2, selection="lowest_data_fit").solve(y, op, generator, seed=[1, 2])
+    fit = out.history["data_fit"]
+    assert out.selected.tolist() == fit.argmin(0).tolist()
+    torch.testing.assert_close(per_sample_mean_square(op(out.x) - y), fit.min(0).values, atol=1e-6, rtol=1e-5)
+
+
+def test_es_wmv_rule_stops_a_converged_sample_only():
+    rule = build_selection("es_wmv", window=3, patience=4)
+    fit = torch.zeros(2)
+    for k in range(30):
+        x = torch.zeros(2, 1, 2, 2)
+        x[0] = 1.0 / (min(k, 7) + 1)  # sample 0 converges, then stays put from record 7 on
+        x[1] = (-1.0) ** k / (k + 1)  # sample 1 keeps oscillating with a shrinking amplitude
+        rule.update(x, fit, k)
+    assert rule.stopped.tolist() == [True, False]
+    # sample 0: the window variance reaches 0 at record 9 (records 7..9), then never improves,
+    # so it stops `patience` records later; sample 1 improves at every record.
+    assert rule.stopped_at.tolist() == [9 + 4, -1]
+    chosen, index = rule.select(None)
+    assert index.tolist() == [9, 29]
+    assert torch.allclose(chosen[0], torch.full((1, 2, 2), 1 / 8))
+    assert chosen[1, 0, 0, 0].item() == pytest.approx((-1.0) ** 29 / 30)
+
+
+def test_dmplug_es_wmv_cuts_the_iterations_run():
+    y, op, generator = mask_problem(2)
+    solver = build(
+        "dmplug", num_iters=400, lr=0.05, selection="es_wmv",
+        selection_params={"window": 5, "patience": 10}, check_every=5,
+    )
+    out = solver.solve(y, op, generator, seed=[1, 2])
+    run = out.extras["iterations_run"]
+    assert run < 400 and run % 5 == 0
+    assert out.nfe == 3 * run + 3
+    assert (out.stopped_at >= 0).all() and run - 5 <= out.stopped_at.max() <= run - 1
+    assert out.history["data_fit"].shape == (run + 1, 2)
+
+
+def test_dmplug_checkpointing_same_result_more_forwards():
+    y, op, generator = mask_problem(2)
+    plain = build("dmplug", num_iters=10).solve(y, op, generator, seed=[1, 2])
+    ckpt = build("dmplug", num_iters=10, checkpointing=True).solve(y, op, generator, seed=[1, 2])
+    torch.testing.assert_close(plain.x, ckpt.x, atol=1e-6, rtol=0)
+    assert ckpt.nfe == plain.nfe and ckpt.nfe_forward == plain.nfe_forward + 3 * 10
+
+
+# ---------------------------------------------------------------------------------------------
+# presets (ALGORITHMS.md section 7)
+# ---------------------------------------------------------------------------------------------
+def test_every_preset_builds():
+    names = available_presets()
+    assert len(names) >= 10
+    for name in names:
+        preset = load_solver_preset(name)
+        assert preset["solver"] in SOLVERS
+        build_from_preset(name)
+
+
+@pytest.mark.parametrize(
+    "preset, expected",
+    [
+        ("inpainting_dmilo", dict(lr_z=0.02, lr_nu=1e-3, num_outer=5, num_inner=200)),
+        ("inpainting_dmilo_pgd", dict(lr_z=0.02, lr_nu=1e-3, lr_x=0.5, num_outer=5, num_inner=200, num_fidelity_steps=1)),
+        ("sr4_dmilo", dict(lr_z=0.01, num_outer=5, num_inner=1000)),
+        ("sr4_dmilo_pgd", dict(lr_z=0.01, lr_x=8.0, num_outer=10, num_inner=400)),
+        ("deblur_dmilo", dict(lr_z=0.008, num_outer=10, num_inner=300)),
+        ("deblur_dmilo_pgd", dict(lr_z=0.02, lr_x=2.0, num_fidelity_steps=1000, num_outer=5, num_inner=500)),
+        ("nonlinear_deblur_dmilo", dict(lr_z=0.01, num_outer=10, num_inner=200)),
+        ("nonlinear_deblur_dmilo_pgd", dict(lr_z=0.02, lr_x=0.3, num_fidelity_steps=1000, num_outer=10, num_inner=200)),
+        ("blind_deblur_dmilo", dict(lr_z=0.01, lr_kernel=0.1, num_outer=10, num_inner=200)),
+        ("blind_deblur_dmilo_pgd", dict(lr_z=0.02, lr_kernel=0.1, num_outer=5, num_inner=500)),
+        ("inpainting_dmplug", dict(lr=1e-2, num_iters=5000)),
+        ("nonlinear_deblur_dmplug", dict(lr=1e-2, num_iters=10000)),
+    ],
+)
+def test_presets_match_the_reference_table(preset, expected):
+    solver = build_from_preset(preset)
+    for key, value in expected.items():
+        assert getattr(solver, key) == pytest.approx(value), (preset, key)
+    if hasattr(solver, "lambda_nu"):
+        assert solver.lambda_nu == 0.1 and solver.lambda_z == 1e-4
+
+
+def test_preset_loader_paths_and_errors(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("solver: dmilo\nparams:\n  num_outer: 2\n")
+    assert load_solver_preset(path) == {"solver": "dmilo", "params": {"num_outer": 2}}
+    assert build_from_preset(str(path), num_inner=7).num_inner == 7
+    with pytest.raises(ValueError, match="not found"):
+        load_solver_preset("no_such_preset")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="solver"):
+        load_solver_preset(bad)
