@@ -61,6 +61,20 @@ _SCHEDULES: dict[str, Callable[[int, int], list[tuple[int, int]]]] = {
 }
 
 
+_AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _autocast_dtype(value: torch.dtype | str | None) -> torch.dtype | None:
+    """``None``, or a low-precision dtype given as a ``torch.dtype`` or its name."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value in _AUTOCAST_DTYPES:
+        return _AUTOCAST_DTYPES[value]
+    if value in _AUTOCAST_DTYPES.values():
+        return value
+    raise ValueError(f"autocast_dtype must be None, 'bfloat16' or 'float16', got {value!r}.")
+
+
 class StepwiseDDIM(nn.Module):
     """Deterministic DDIM sampler (eta = 0) exposed one differentiable step at a time.
 
@@ -75,8 +89,9 @@ class StepwiseDDIM(nn.Module):
         clip_x0: clip the predicted x0 to [-1, 1] and re-derive eps from it.
         image_shape: ``(C, H, W)`` of the images this prior generates (used by solvers to draw z_0).
         num_train_timesteps, beta_start, beta_end: the DDPM linear schedule of the network.
-        autocast_dtype: e.g. ``torch.bfloat16`` to run the network under autocast (GPU speed
-            option); the step arithmetic stays in the input's dtype.
+        autocast_dtype: ``torch.bfloat16``/``torch.float16`` (or the names ``"bfloat16"``,
+            ``"float16"``) to run the network under autocast (a GPU speed option, off by default);
+            the step arithmetic stays in the input's dtype.
         compile_network: wrap the network in ``torch.compile``.
     """
 
@@ -92,7 +107,7 @@ class StepwiseDDIM(nn.Module):
         num_train_timesteps: int = 1000,
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
-        autocast_dtype: torch.dtype | None = None,
+        autocast_dtype: torch.dtype | str | None = None,
         compile_network: bool = False,
     ) -> None:
         super().__init__()
@@ -118,7 +133,7 @@ class StepwiseDDIM(nn.Module):
         self.timesteps: list[tuple[int, int]] = pairs
         self.clip_x0 = clip_x0
         self.image_shape = tuple(int(s) for s in image_shape) if image_shape is not None else None
-        self.autocast_dtype = autocast_dtype
+        self.autocast_dtype = _autocast_dtype(autocast_dtype)
         self.register_buffer(
             "alphas_cumprod", linear_alphas_cumprod(num_train_timesteps, beta_start, beta_end)
         )

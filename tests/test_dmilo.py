@@ -24,7 +24,7 @@ def test_fits_a_measurement_in_the_generators_range():
     seeds = [1, 2]
     for op in (Identity(), build_operator("inpainting", mask=random_mask(2, keep=0.6))):
         y = op(x_true)
-        out = DMILO(num_outer=4, num_inner=60).solve(y, op, generator, seed=seeds)
+        out = DMILO(num_outer=4, num_inner=60, lr_z=0.1).solve(y, op, generator, seed=seeds)
         initial = per_sample_mean_square(op(unconditional(generator, seeds)) - y)
         final = per_sample_mean_square(op(out.x) - y)
         assert (final < 0.05 * initial).all(), (final, initial)

@@ -4,8 +4,6 @@ Helpers defined here (toy denoiser, small operators) are reused by test_dmilo.py
 """
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 from torch import nn
@@ -22,10 +20,6 @@ from monai_dmilo.solvers import (
     build_selection,
     load_solver_preset,
     per_sample_mean_square,
-)
-
-HAS_OPERATOR_REGISTRY = importlib.util.find_spec("monai_dmilo.operators") is not None and hasattr(
-    importlib.import_module("monai_dmilo.operators"), "build"
 )
 
 # Small, fast hyperparameters per solver (the algorithms are the same as with the presets).
@@ -277,12 +271,8 @@ def test_runs_in_supervised_evaluator_under_no_grad(name):
     y = x * mask
     data = [{"image": y[b], "label": x[b], "mask": mask[b], "seed": 40 + b} for b in range(2)]
     solver = build(name, **FAST[name])
-    if HAS_OPERATOR_REGISTRY:
-        inferer = SolverInferer(solver, operator="inpainting")
-        extra = {"mask": "mask", "seed": "seed"}
-    else:  # the operator registry is not there yet: a fixed operator, seeds from the batch
-        inferer = SolverInferer(solver, operator=PixelMask(mask))
-        extra = {"seed": "seed"}
+    inferer = SolverInferer(solver, operator="inpainting")
+    extra = {"mask": "mask", "seed": "seed"}
     preds = []
     evaluator = SupervisedEvaluator(
         device=torch.device("cpu"),
@@ -501,3 +491,47 @@ def test_preset_loader_paths_and_errors(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="solver"):
         load_solver_preset(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# NaN scans and GPU speed options (correct on CPU too)
+# ---------------------------------------------------------------------------------------------
+def test_nan_scan_runs_once_on_y_and_not_in_the_loops(monkeypatch):
+    from monai_dmilo.operators import build as build_operator
+
+    y, _, generator = mask_problem(2)
+    op = build_operator("inpainting", mask=random_mask(2))
+    bad = y.clone()
+    bad[1, 0, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="y contains NaN"):
+        DMILO(num_outer=1, num_inner=1).solve(bad, op, generator, seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        op(bad)  # outside a solve the operator still scans its input
+    scans = []
+    real_isnan = torch.isnan
+    monkeypatch.setattr(torch, "isnan", lambda t: scans.append(t.shape) or real_isnan(t))
+    DMILO(num_outer=2, num_inner=3).solve(y, op, generator, seed=0)
+    assert scans == [y.shape]  # y once; none of the ~20 operator calls scanned (no host sync)
+
+
+def test_bf16_autocast_runs_the_network_in_bf16_and_still_fits():
+    y, op, _ = mask_problem(2)
+    generator = StepwiseDDIM(ToyDenoiser(), num_steps=3, image_shape=(1, 16, 16), autocast_dtype="bfloat16")
+    dtypes = set()
+    generator.network.net[0].register_forward_hook(lambda m, i, o: dtypes.add(o.dtype))
+    out = DMILO(num_outer=3, num_inner=15).solve(y, op, generator, seed=[1, 2])
+    assert dtypes == {torch.bfloat16}
+    assert out.x.dtype == torch.float32 and torch.isfinite(out.x).all()
+    fit = out.history["data_fit"]
+    assert (fit[-1] < 0.5 * fit[0]).all(), fit
+    with pytest.raises(ValueError, match="autocast_dtype"):
+        StepwiseDDIM(ToyDenoiser(), autocast_dtype="int8")
+
+
+@pytest.mark.slow
+def test_compiled_network_gives_the_eager_result():
+    y, op, generator = mask_problem(2)
+    compiled = StepwiseDDIM(ToyDenoiser(), num_steps=3, image_shape=(1, 16, 16), compile_network=True)
+    eager = DMILO(num_outer=1, num_inner=5).solve(y, op, generator, seed=[1, 2])
+    fast = DMILO(num_outer=1, num_inner=5).solve(y, op, compiled, seed=[1, 2])
+    torch.testing.assert_close(fast.x, eager.x, atol=1e-4, rtol=0)

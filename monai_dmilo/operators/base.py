@@ -5,8 +5,29 @@ are fixed at construction; calling it never changes it. Device and dtype follow 
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from typing import Iterator
+
 import torch
 from torch import nn
+
+_NAN_CHECKS = contextvars.ContextVar("monai_dmilo_nan_checks", default=True)
+
+
+@contextlib.contextmanager
+def skip_nan_checks() -> Iterator[None]:
+    """Operators called inside this block do not scan their inputs for NaN.
+
+    The scan reads the whole tensor and, on CUDA, waits for the device (``.any()`` on the host).
+    Solvers check ``y`` once and run their inner loops inside this block, so an operator call
+    there costs only its arithmetic. Shape and dtype checks stay on.
+    """
+    token = _NAN_CHECKS.set(False)
+    try:
+        yield
+    finally:
+        _NAN_CHECKS.reset(token)
 
 
 class ForwardOperator(nn.Module):
@@ -60,7 +81,8 @@ def check_tensor(
 
     Raises:
         TypeError: ``value`` is not a tensor, or has an integer/bool (or unaccepted complex) dtype.
-        ValueError: wrong number of dimensions, or NaN values.
+        ValueError: wrong number of dimensions, or NaN values (not checked inside
+            :func:`skip_nan_checks`).
     """
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}.")
@@ -74,7 +96,7 @@ def check_tensor(
                 f"{name} must have {' or '.join(map(str, accepted))} dimensions, "
                 f"got shape {tuple(value.shape)}."
             )
-    if torch.isnan(value).any():
+    if _NAN_CHECKS.get() and torch.isnan(value).any():
         raise ValueError(f"{name} contains NaN values (shape {tuple(value.shape)}); expected finite numbers.")
     return value
 
@@ -101,7 +123,8 @@ def as_real_parameter(value: object, *, name: str, ndim: int | tuple[int, ...]) 
 
     Raises:
         TypeError: not a tensor, or complex.
-        ValueError: wrong number of dimensions, or NaN values.
+        ValueError: wrong number of dimensions, or NaN values (not checked inside
+            :func:`skip_nan_checks`).
     """
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}.")

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..operators.base import skip_nan_checks
 from .selection import SelectionRule, build_selection
 
 __all__ = [
@@ -341,6 +342,8 @@ class Solver:
                 f"got {type(generator).__name__}."
             )
         self._check_operator(operator)
+        if torch.isnan(y).any():
+            raise ValueError(f"y contains NaN values (shape {tuple(y.shape)}); expected finite numbers.")
         seeds = resolve_seeds(seed, y.shape[0])
         with torch.inference_mode(False), torch.enable_grad(), frozen(generator, operator):
             y = y.detach().clone()  # a normal tensor even if y was made under inference_mode
@@ -355,7 +358,8 @@ class Solver:
             )
             interrupted = False
             try:
-                self._run(state, y, operator, generator, z0, rngs)
+                with skip_nan_checks():  # y was checked above; no host syncs in the loops
+                    self._run(state, y, operator, generator, z0, rngs)
             except KeyboardInterrupt:
                 interrupted = True
             finally:
