@@ -42,8 +42,11 @@ def reference_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list
 
 
 def uniform_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[tuple[int, int]]:
-    """Evenly spaced timesteps from ``T - 1`` down to 0; each step goes to the next listed one."""
-    _check_num_steps(num_steps, num_train_timesteps)
+    """Evenly spaced timesteps from ``T - 1`` down to 0; each step goes to the next listed one.
+
+    At most ``T - 1`` steps: the grid has ``N + 1`` distinct integers in ``[0, T - 1]``.
+    """
+    _check_num_steps(num_steps, num_train_timesteps - 1)
     grid = torch.linspace(num_train_timesteps - 1, 0, num_steps + 1).round().long().tolist()
     return list(zip(grid[:-1], grid[1:]))
 

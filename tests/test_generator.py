@@ -66,6 +66,13 @@ def test_default_reference_schedule_is_pinned():
     assert StepwiseDDIM(TinyEps(), timesteps=explicit).timesteps == explicit
 
 
+def test_uniform_schedule_takes_at_most_T_minus_1_distinct_steps():
+    finest = uniform_timesteps(999)
+    assert finest[0] == (999, 998) and finest[-1] == (1, 0) and len(set(finest)) == 999
+    with pytest.raises(ValueError, match=r"num_steps must be an integer in \[1, 999\], got 1000"):
+        uniform_timesteps(1000)
+
+
 def test_schedule_buffer_matches_float64_formula():
     gen = make()
     np.testing.assert_allclose(gen.alphas_cumprod.numpy(), abar_float64(), rtol=1e-12)

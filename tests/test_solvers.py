@@ -455,6 +455,21 @@ def test_every_preset_builds():
         build_from_preset(name)
 
 
+@pytest.mark.parametrize("name", available_presets())
+def test_every_preset_solves_with_its_schedule(name):
+    """Each preset runs (iteration counts cut to 1, DPS keeps its timestep count) and returns finite x."""
+    params = load_solver_preset(name)["params"]
+    cut = {k: 1 for k in ("num_outer", "num_inner", "num_iters", "num_fidelity_steps") if k in params}
+    y, op, generator = mask_problem(1)
+    if params.get("blind_kernel_size"):  # the paper's 64 x 64 kernel does not fit a 16 x 16 image
+        cut["blind_kernel_size"] = 3
+        y, op = ConvBlur(torch.full((3, 3), 1 / 9))(in_range_image(generator, 1)), None
+    out = build_from_preset(name, **cut).solve(y, op, generator, seed=0)
+    assert out.x.shape == (1, 1, 16, 16) and torch.isfinite(out.x).all()
+    if name == "dps":
+        assert out.nfe == params["num_steps"]
+
+
 @pytest.mark.parametrize(
     "preset, expected",
     [

@@ -57,14 +57,24 @@ class DPS(Solver):
         zeta: guidance step size (DPS ``scale``).
         eta: DDIM stochasticity (1: ancestral, 0: deterministic).
         num_steps: sample over this many uniform timesteps on the generator's network instead of
-            the generator's own (DPS needs many more than DMILO's 3).
+            the generator's own (DPS needs many more than DMILO's 3; at most T - 1 = 999).
+        report_every: progress bar / callback interval in steps (reporting may sync).
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
     name = "dps"
 
-    def __init__(self, *, zeta: float = 1.0, eta: float = 1.0, num_steps: int | None = None, **common: Any) -> None:
+    def __init__(
+        self,
+        *,
+        zeta: float = 1.0,
+        eta: float = 1.0,
+        num_steps: int | None = None,
+        report_every: int = 50,
+        **common: Any,
+    ) -> None:
         super().__init__(**common)
+        _positive("report_every", report_every, integer=True)
         _positive("zeta", zeta, allow_zero=True)
         _positive("eta", eta, allow_zero=True)
         if num_steps is not None:
@@ -72,6 +82,7 @@ class DPS(Solver):
         self.zeta = float(zeta)
         self.eta = float(eta)
         self.num_steps = num_steps
+        self.report_every = report_every
 
     def _run(
         self,
@@ -101,7 +112,7 @@ class DPS(Solver):
                 z = z_prev - self.zeta * grad
                 fit = residual_norm.detach().square() / _num_elements(y)
             state.count(forward=1, backward=1, nfe=1)
-            state.record(x0.detach(), {"data_fit": fit})
+            state.record(x0.detach(), {"data_fit": fit}, report=(i + 1) % self.report_every == 0)
         with torch.no_grad():
             x = z.clamp(-1.0, 1.0)
             state.record(x, {"data_fit": per_sample_mean_square(operator(x) - y)})

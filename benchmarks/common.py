@@ -1,0 +1,89 @@
+"""Pieces the solver benchmarks share: the shipped prior, sample images, an inpainting problem, reports.
+
+Benchmarks are evaluation code: they hold the ground truth and compute PSNR here; the solvers
+only ever see the measurement.
+"""
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from monai_dmilo.operators import build as build_operator  # noqa: E402
+from monai_dmilo.operators import random_pixel_mask  # noqa: E402
+
+DEFAULT_MODEL = REPO / "configs" / "models" / "fashion_mnist_32.yaml"
+SAMPLE_DIR = REPO / "bundle" / "sample_images" / "fashion_mnist"
+
+
+def load_samples(count: int) -> torch.Tensor:
+    """The first ``count`` shipped held-out Fashion-MNIST images, ``(count, 1, 32, 32)`` in [-1, 1]."""
+    from PIL import Image
+
+    paths = sorted(SAMPLE_DIR.glob("*.png"))
+    if count > len(paths):
+        paths = (paths * (count // len(paths) + 1))[:count]  # repeat: timings only need the size
+    images = [np.asarray(Image.open(p).convert("L"), dtype=np.float32) / 127.5 - 1.0 for p in paths[:count]]
+    return torch.from_numpy(np.stack(images))[:, None]
+
+
+def inpainting_problem(x: torch.Tensor, *, hidden: float = 0.7, sigma: float = 0.01, seed: int = 0):
+    """The paper's inpainting measurement of ``x`` ``(B, C, H, W)``: ``(y, operator)``, seeded per image."""
+    size = tuple(x.shape[-2:])
+    mask = torch.stack([random_pixel_mask(size, hidden, seed=seed + b) for b in range(x.shape[0])]).to(x)
+    operator = build_operator("inpainting", mask=mask)
+    noise = torch.stack([torch.randn(x.shape[1:], generator=torch.Generator().manual_seed(10_000 + seed + b))
+                         for b in range(x.shape[0])]).to(x)
+    return operator(x + sigma * noise), operator
+
+
+def psnr(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB for images in [-1, 1] (data range 2): ``(B,)``."""
+    mse = (x - reference).square().flatten(1).mean(1)
+    return 10 * torch.log10(4.0 / mse)
+
+
+def machine() -> str:
+    threads = torch.get_num_threads()
+    return f"{platform.processor() or platform.machine()}, {threads} torch threads, torch {torch.__version__}"
+
+
+def write_report(path: Path, title: str, command: str, table: str, notes: str = "") -> None:
+    """Write a markdown report: title, command, machine, table, notes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = f"# {title}\n\nCommand: `{command}`\n\nMachine: {machine()}\n\n{table}\n"
+    if notes:
+        text += f"\n{notes}\n"
+    path.write_text(text)
+    print(f"wrote {path}")
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def save_plot(path: Path, draw) -> None:
+    """Call ``draw(ax)`` on a matplotlib axis and save to ``path``; skipped without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install matplotlib): plot skipped")
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    draw(ax)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
