@@ -299,7 +299,7 @@ def test_keyboard_interrupt_returns_current_estimate(name):
         seen.append(record)
         raise KeyboardInterrupt
 
-    params = {**FAST[name], **({"report_every": 1} if name == "dmplug" else {})}
+    params = {**FAST[name], **({"report_every": 1} if name in ("dmplug", "dps") else {})}
     out = build(name, callback=stop, **params).solve(y, op, generator, seed=[1, 2])
     assert out.interrupted and len(seen) == 1
     assert out.history["data_fit"].shape == (1, 2)
