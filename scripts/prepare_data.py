@@ -29,10 +29,8 @@ import argparse
 import glob
 import gzip
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
