@@ -13,12 +13,12 @@ from typing import Hashable, Mapping, Sequence
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Randomizable, Transform
+from monai.transforms import Randomizable, Transform
 
 from monai_dmilo.operators.kernels import gaussian_kernel, motion_kernel
 from monai_dmilo.operators.masks import box_mask, kspace_mask, random_pixel_mask
 
-from .seeding import MAX_SEED, sample_seed
+from .seeding import MAX_SEED, SeededItemTransform, sample_seed
 
 __all__ = [
     "RandInpaintingMask",
@@ -157,7 +157,7 @@ class RandKspaceMask(_SeededArray):
         return mask.to(_device(img))
 
 
-class _SeededDict(Randomizable, MapTransform):
+class _SeededDict(SeededItemTransform):
     """Runs an array generator on ``data[keys[0]]`` and writes the result to ``data[output_key]``."""
 
     salt = "parameter"
@@ -170,28 +170,15 @@ class _SeededDict(Randomizable, MapTransform):
         generator: _SeededArray,
         allow_missing_keys: bool = False,
     ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        if len(self.keys) != 1:
-            raise ValueError(f"keys must name one image, got {self.keys!r}.")
+        super().__init__(keys, seed_key, allow_missing_keys)
         self.output_key = output_key
-        self.seed_key = seed_key
-        self.generator = generator
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        self.generator.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data=None) -> None:  # the draw happens in sample_seed
-        pass
+        self.generator = self.inner = generator
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
-        key = self.keys[0]
-        if key not in d:
-            if self.allow_missing_keys:
-                return d
-            raise KeyError(f"key {key!r} is not in the data dictionary (keys: {list(d)}).")
+        key = self.image_key(d)
+        if key is None:
+            return d
         seed = sample_seed(self.R, d, self.seed_key, self.salt)
         d[self.output_key] = self.generator(d[key], seed=seed)
         return d

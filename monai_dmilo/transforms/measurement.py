@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, Randomizable, Transform
+from monai.transforms import Randomizable, Transform
 
 from monai_dmilo.operators import ForwardOperator, build, build_noise
 
-from .seeding import MAX_SEED, sample_seed
+from .seeding import MAX_SEED, SeededItemTransform, sample_seed
 
 __all__ = [
     "SimulateMeasurement",
@@ -129,7 +129,7 @@ class SimulateMeasurement(Randomizable, Transform):
         return y[0]
 
 
-class SimulateMeasurementd(Randomizable, MapTransform):
+class SimulateMeasurementd(SeededItemTransform):
     """Dictionary twin of :class:`SimulateMeasurement`; writes ``y`` and every operator parameter.
 
     Args:
@@ -160,30 +160,17 @@ class SimulateMeasurementd(Randomizable, MapTransform):
         seed_key: str | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        if len(self.keys) != 1:
-            raise ValueError(f"keys must name one image, got {self.keys!r}.")
-        self.simulator = SimulateMeasurement(operator, operator_params, noise, sigma, noise_params)
+        super().__init__(keys, seed_key, allow_missing_keys)
+        self.simulator = self.inner = SimulateMeasurement(operator, operator_params, noise, sigma, noise_params)
         name = operator if isinstance(operator, str) else None
         self.param_keys = dict(param_keys) if param_keys is not None else dict(DEFAULT_PARAM_KEYS.get(name, {}))
         self.measurement_key = measurement_key
-        self.seed_key = seed_key
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        self.simulator.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data=None) -> None:  # the draw happens in sample_seed
-        pass
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
-        key = self.keys[0]
-        if key not in d:
-            if self.allow_missing_keys:
-                return d
-            raise KeyError(f"key {key!r} is not in the data dictionary (keys: {list(d)}).")
+        key = self.image_key(d)
+        if key is None:
+            return d
         params = {}
         for name, data_key in self.param_keys.items():
             if data_key in d:
