@@ -16,8 +16,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.distributed as dist
-import yaml
 from monai.engines.utils import PrepareBatch
+
+from monai_dmilo.yaml_presets import CONFIG_ROOT, find_preset, preset_names, read_yaml_mapping
 
 __all__ = [
     "InverseProblemPrepareBatch",
@@ -163,13 +164,13 @@ def barrier() -> None:
         dist.barrier()
 
 
-TASK_DIR = Path(__file__).resolve().parents[1] / "configs" / "tasks"
+TASK_DIR = CONFIG_ROOT / "tasks"
 _TASK_KEYS = {"name", "description", "operator", "operator_params", "simulation", "noise_sigma", "param_keys", "solver_task"}
 
 
 def available_tasks() -> list[str]:
     """Names of the task presets in ``configs/tasks``."""
-    return sorted(p.stem for p in TASK_DIR.glob("*.yaml"))
+    return preset_names(TASK_DIR)
 
 
 def load_task(name_or_path: str | Path) -> dict[str, Any]:
@@ -183,15 +184,8 @@ def load_task(name_or_path: str | Path) -> dict[str, Any]:
     Raises:
         ValueError: unknown name, unreadable file, missing or unknown keys.
     """
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = TASK_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ValueError(f"task {str(name_or_path)!r} not found (looked for {path}); available: {available_tasks()}.")
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
-    if not isinstance(data, dict):
-        raise ValueError(f"task preset {path} must be a YAML mapping, got {type(data).__name__}.")
+    path = find_preset(name_or_path, TASK_DIR, "task")
+    data = read_yaml_mapping(path, "task preset")
     unknown = sorted(set(data) - _TASK_KEYS)
     if unknown:
         raise ValueError(f"task preset {path} has unknown keys {unknown}; expected keys among {sorted(_TASK_KEYS)}.")

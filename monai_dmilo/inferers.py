@@ -118,7 +118,22 @@ class SolverInferer(Inferer):
         return output.x.to(device=inputs.device, dtype=dtype)
 
 
-class DMILOInferer(SolverInferer):
+class _NamedSolverInferer(SolverInferer):
+    """A :class:`SolverInferer` whose solver is ``solver_class(**solver_params)``."""
+
+    solver_class: type[Solver]
+
+    def __init__(
+        self,
+        operator: str | Callable[[torch.Tensor], torch.Tensor] | None = "inpainting",
+        operator_params: Mapping[str, Any] | None = None,
+        seed_key: str = "seed",
+        **solver_params: Any,
+    ) -> None:
+        super().__init__(self.solver_class(**solver_params), operator, operator_params, seed_key)
+
+
+class DMILOInferer(_NamedSolverInferer):
     """:class:`SolverInferer` running :class:`~monai_dmilo.solvers.DMILO` built from ``solver_params``.
 
     Args:
@@ -126,17 +141,10 @@ class DMILOInferer(SolverInferer):
         **solver_params: DMILO hyperparameters (``num_outer``, ``num_inner``, ``lr_z``, ...).
     """
 
-    def __init__(
-        self,
-        operator: str | Callable[[torch.Tensor], torch.Tensor] | None = "inpainting",
-        operator_params: Mapping[str, Any] | None = None,
-        seed_key: str = "seed",
-        **solver_params: Any,
-    ) -> None:
-        super().__init__(DMILO(**solver_params), operator, operator_params, seed_key)
+    solver_class = DMILO
 
 
-class DMILOPGDInferer(SolverInferer):
+class DMILOPGDInferer(_NamedSolverInferer):
     """:class:`SolverInferer` running :class:`~monai_dmilo.solvers.DMILOPGD` built from ``solver_params``.
 
     Args:
@@ -144,11 +152,4 @@ class DMILOPGDInferer(SolverInferer):
         **solver_params: DMILO-PGD hyperparameters (``lr_x``, ``num_fidelity_steps``, DMILO's).
     """
 
-    def __init__(
-        self,
-        operator: str | Callable[[torch.Tensor], torch.Tensor] | None = "inpainting",
-        operator_params: Mapping[str, Any] | None = None,
-        seed_key: str = "seed",
-        **solver_params: Any,
-    ) -> None:
-        super().__init__(DMILOPGD(**solver_params), operator, operator_params, seed_key)
+    solver_class = DMILOPGD

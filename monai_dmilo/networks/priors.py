@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import yaml
 from torch import nn
 
 from monai_dmilo.checkpoints import load_into, load_state_dict
+from monai_dmilo.yaml_presets import CONFIG_ROOT, preset_names, read_yaml_mapping
 from monai_dmilo.generator import StepwiseDDIM
 from monai_dmilo.networks.adm_unet import ADMUNet
 from monai_dmilo.networks.monai_unet import monai_unet
@@ -61,7 +61,7 @@ _KEYS = {
 }
 _SCHEDULE_DEFAULTS = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"}
 # configs/models/ of a source checkout, used to resolve a bare prior name.
-_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "models"
+_CONFIG_DIR = CONFIG_ROOT / "models"
 
 
 def _resolve_source(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, Any], Path | None]:
@@ -75,18 +75,14 @@ def _resolve_source(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> tupl
         if candidate.is_file():
             path = candidate
         else:
-            known = sorted(p.stem for p in _CONFIG_DIR.glob("*.yaml")) if _CONFIG_DIR.is_dir() else []
+            known = preset_names(_CONFIG_DIR)
             raise FileNotFoundError(
                 f"no model config {str(path_or_dict)!r}: not a file, and not a prior name in {str(_CONFIG_DIR)!r} "
                 f"(known: {known})."
             )
     if not path.is_file():
         raise FileNotFoundError(f"model config file not found: {str(path)!r}.")
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
-    if not isinstance(data, Mapping):
-        raise ValueError(f"model config {str(path)!r} must be a YAML mapping, got {type(data).__name__}.")
-    return dict(data), path.resolve().parent
+    return read_yaml_mapping(path, "model config"), path.resolve().parent
 
 
 def load_model_config(

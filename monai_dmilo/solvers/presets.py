@@ -7,17 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
+from monai_dmilo.yaml_presets import CONFIG_ROOT, find_preset, preset_names, read_yaml_mapping
 
 __all__ = ["PRESET_DIR", "available_presets", "load_solver_preset"]
 
-#: ``configs/solvers`` of the source tree (the repository root is two levels above this package).
-PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "solvers"
+#: ``configs/solvers`` of the source tree.
+PRESET_DIR = CONFIG_ROOT / "solvers"
 
 
 def available_presets() -> list[str]:
     """Names of the presets shipped in :data:`PRESET_DIR`."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    return preset_names(PRESET_DIR)
 
 
 def load_solver_preset(name_or_path: str | Path) -> dict[str, Any]:
@@ -27,17 +27,9 @@ def load_solver_preset(name_or_path: str | Path) -> dict[str, Any]:
         ``{"solver": str, "params": dict}``; build it with
         ``monai_dmilo.solvers.build(p["solver"], **p["params"])``.
     """
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = PRESET_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ValueError(
-            f"solver preset {str(name_or_path)!r} not found (looked for {path}); "
-            f"available: {available_presets()}."
-        )
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
-    if not isinstance(data, dict) or not isinstance(data.get("solver"), str):
+    path = find_preset(name_or_path, PRESET_DIR, "solver preset")
+    data = read_yaml_mapping(path, "solver preset")
+    if not isinstance(data.get("solver"), str):
         raise ValueError(f"solver preset {path} must be a mapping with a 'solver' name, got {data!r}.")
     params = data.get("params") or {}
     if not isinstance(params, dict):
