@@ -25,12 +25,14 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from monai.transforms import MapTransform, RandomizableTransform
 from torch import nn
 
 __all__ = [
     "build_diffusion_unet",
     "build_ddpm_scheduler",
     "ArrayImageDataset",
+    "RandScaleFromFloord",
     "LossCSVLogger",
     "StateDictExporter",
     "SampleGridSaver",
@@ -132,6 +134,47 @@ class ArrayImageDataset(torch.utils.data.Dataset):
                 image = image.as_tensor()
         image = (image.clamp(self.lo, self.hi) - self.lo) / (self.hi - self.lo) * 2.0 - 1.0
         return {"image": image}
+
+
+class RandScaleFromFloord(MapTransform, RandomizableTransform):
+    """Random intensity scaling that keeps the background: ``floor + (x - floor) * (1 + f)``.
+
+    ``f ~ U(-factor, factor)`` per call (with probability ``prob``), result clipped to
+    ``[floor, ceiling]``. For images already in [-1, 1] with background -1 this is MONAI's
+    ``RandScaleIntensity`` applied to the [0, 2] offset image, so the background stays at -1.
+
+    Args:
+        keys: keys of ``(C, H, W)`` tensors to scale (the same factor for all keys of one item).
+        prob: probability of scaling an item.
+        factor: largest relative change, in [0, 1).
+        floor, ceiling: the intensity range (default [-1, 1]).
+    """
+
+    def __init__(
+        self, keys: Any, *, prob: float = 0.5, factor: float = 0.15, floor: float = -1.0, ceiling: float = 1.0
+    ) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        if not 0.0 <= float(factor) < 1.0:
+            raise ValueError(f"factor must be in [0, 1), got {factor!r}.")
+        if not float(ceiling) > float(floor):
+            raise ValueError(f"ceiling must exceed floor, got floor={floor!r}, ceiling={ceiling!r}.")
+        self.factor, self.floor, self.ceiling = float(factor), float(floor), float(ceiling)
+        self._scale = 1.0
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        self._scale = 1.0 + self.R.uniform(-self.factor, self.factor)
+
+    def __call__(self, data: dict) -> dict:
+        self.randomize()
+        d = dict(data)
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            x = torch.as_tensor(d[key])
+            d[key] = (self.floor + (x - self.floor) * self._scale).clamp(self.floor, self.ceiling)
+        return d
 
 
 class LossCSVLogger:
@@ -321,6 +364,7 @@ def create_prior_trainer(
     max_epochs: int,
     output_dir: str | os.PathLike,
     image_shape: Sequence[int],
+    epoch_length: int | None = None,
     device: str | torch.device | None = None,
     lr: float = 5e-4,
     weight_decay: float = 0.0,
@@ -352,7 +396,9 @@ def create_prior_trainer(
     Args:
         network: the denoiser ``network(x, timesteps) -> eps``.
         train_data_loader: yields ``{"image": (B, C, H, W)}`` batches in [-1, 1].
-        max_epochs: passes over the loader.
+        max_epochs: number of epochs.
+        epoch_length: iterations per epoch (None: one pass over the loader); with a large dataset,
+            ``max_epochs * epoch_length`` sets the total number of iterations.
         output_dir: where logs and checkpoints go.
         image_shape: ``(C, H, W)`` of generated images (sample grid).
         device: training device; defaults to the network's.
@@ -382,6 +428,8 @@ def create_prior_trainer(
         raise TypeError(f"network must be a torch.nn.Module, got {type(network).__name__}.")
     if not isinstance(max_epochs, int) or max_epochs < 1:
         raise ValueError(f"max_epochs must be a positive integer, got {max_epochs!r}.")
+    if epoch_length is not None and (not isinstance(epoch_length, int) or epoch_length < 1):
+        raise ValueError(f"epoch_length must be a positive integer or None, got {epoch_length!r}.")
     if len(tuple(image_shape)) != 3:
         raise ValueError(f"image_shape must be (C, H, W), got {tuple(image_shape)}.")
     if ema_decay is not None and not 0.0 < ema_decay < 1.0:
@@ -401,6 +449,7 @@ def create_prior_trainer(
     trainer = SupervisedTrainer(
         device=device,
         max_epochs=max_epochs,
+        epoch_length=epoch_length,
         train_data_loader=train_data_loader,
         network=network,
         optimizer=optimizer,

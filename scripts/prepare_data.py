@@ -19,8 +19,16 @@ orientation resample every slice to 1 mm pixels, zero-pad it to a square field o
 (antialiased bilinear) to ``size x size``. Slices whose brain area is below ``min_brain_fraction`` of
 the square are dropped. Stored intensities are in [0, 1]; the priors see ``2 * x - 1``.
 
-Usage::
+Outputs, in the forms ``bundle/configs/train.yaml`` reads with ``--dataset_dir``:
 
+* ``data_cache/fashion_mnist/{train,test}/*.png`` (60,000 and 10,000 32x32 PNGs);
+* ``data_cache/brain_mri/train/mni152_{sagittal,coronal,axial}.nii.gz`` and
+  ``data_cache/brain_mri/heldout/itk_t1_*.nii.gz``: ``(32, 32, N)`` stacks, slice ``k`` = ``[..., k]``;
+* the held-out sample images shipped in ``bundle/sample_images/{fashion_mnist,brain_mri}/``.
+
+Usage (the Debian packages need root; ``pip download`` fetches the nilearn wheel)::
+
+    apt-get install -y dataset-fashion-mnist insighttoolkit5-examples
     python scripts/prepare_data.py --cache_dir data_cache --sample_dir bundle/sample_images
 """
 from __future__ import annotations
@@ -62,23 +70,27 @@ def pad_to(images: np.ndarray, size: int) -> np.ndarray:
     return np.pad(images, ((0, 0), (top, size - h - top), (left, size - w - left)))
 
 
-def prepare_fashion_mnist(cache_dir: Path, sample_dir: Path, *, num_samples: int, seed: int) -> dict:
+def write_png_folder(images: np.ndarray, folder: Path, names: list[str]) -> None:
+    """Write ``(N, H, W)`` uint8 images as ``folder/<name>.png`` (an empty folder first)."""
     from PIL import Image
 
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    for image, name in zip(images, names):
+        Image.fromarray(image).save(folder / f"{name}.png")
+
+
+def prepare_fashion_mnist(cache_dir: Path, sample_dir: Path, *, num_samples: int, seed: int) -> dict:
+    """``cache_dir/fashion_mnist/{train,test}/*.png`` (32x32) and the shipped held-out samples."""
     out = cache_dir / "fashion_mnist"
-    out.mkdir(parents=True, exist_ok=True)
     train = pad_to(read_idx_images(FASHION_DIR / "train-images-idx3-ubyte.gz"), 32)
     test = pad_to(read_idx_images(FASHION_DIR / "t10k-images-idx3-ubyte.gz"), 32)
-    np.save(out / "train_32.npy", train)
-    np.save(out / "test_32.npy", test)
+    write_png_folder(train, out / "train", [f"train_{k:05d}" for k in range(len(train))])
+    write_png_folder(test, out / "test", [f"test_{k:05d}" for k in range(len(test))])
     rng = np.random.default_rng(seed)
     picks = np.sort(rng.choice(len(test), size=num_samples, replace=False))
-    sdir = sample_dir / "fashion_mnist"
-    sdir.mkdir(parents=True, exist_ok=True)
-    for old in sdir.glob("*.png"):
-        old.unlink()
-    for k in picks:
-        Image.fromarray(test[k]).save(sdir / f"test_{k:05d}.png")
+    write_png_folder(test[picks], sample_dir / "fashion_mnist", [f"test_{k:05d}" for k in picks])
     return {"train": list(train.shape), "test": list(test.shape), "held_out_test_indices": picks.tolist()}
 
 
@@ -158,8 +170,9 @@ def prepare_brain(
     train = [volume_slices(vol, spacing, ax, size=size, min_brain_fraction=min_brain_fraction)[0]
              for ax in ORIENTATIONS.values()]
     counts = {name: len(s) for name, s in zip(ORIENTATIONS, train)}
+    for name, imgs in zip(ORIENTATIONS, train):
+        write_slice_stack(imgs, out / "train" / f"mni152_{name}.nii.gz")
     train_arr = np.concatenate(train).astype(np.float32)
-    np.save(out / f"train_{size}.npy", train_arr)
 
     hvol, hspacing = load_brain(
         ITK_DATA_DIR / "KmeansTest_T1UCharRaw.nii.gz", ITK_DATA_DIR / "KmeansTest_T1RawSkullStrip.nii.gz"
@@ -175,6 +188,7 @@ def prepare_brain(
         # Held-out slices from the central part of the volume (brain fills most of the frame).
         imgs, pix = volume_slices(hvol, hspacing, ax, size=size, min_brain_fraction=0.3)
         held_all.append(imgs)
+        write_slice_stack(imgs, out / "heldout" / f"itk_t1_{name}.nii.gz")
         centre = np.arange(len(imgs) // 4, len(imgs) - len(imgs) // 4)
         picks = np.sort(rng.choice(centre, size=min(per_orientation, len(centre)), replace=False))
         for k in picks:
@@ -185,8 +199,22 @@ def prepare_brain(
             affine = np.array([[0.0, pix, 0, 0], [-pix, 0.0, 0, (size - 1) * pix], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
             nib.save(nib.Nifti1Image(np.ascontiguousarray(imgs[k], dtype=np.float32), affine), str(fname))
             written.append(fname.name)
-    np.save(out / f"heldout_{size}.npy", np.concatenate(held_all).astype(np.float32))
+    png_grid(train_arr[::12][:64], out / "train_preview.png")
+    png_grid(np.concatenate(held_all)[::3][:64], out / "heldout_preview.png")
     return {"train": list(train_arr.shape), "train_per_orientation": counts, "held_out_files": written}
+
+
+def write_slice_stack(images: np.ndarray, path: Path) -> None:
+    """Save ``(N, H, W)`` slices as one ``(H, W, N)`` NIfTI volume: slice ``k`` is ``data[..., k]``.
+
+    The bundle's workflows split 3D volumes into slices along the last axis, so the training
+    config reads these stacks directly (``--dataset_dir``).
+    """
+    import nibabel as nib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.ascontiguousarray(np.moveaxis(images.astype(np.float32), 0, -1))
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
 
 
 def png_grid(images: np.ndarray, path: Path, *, ncol: int = 8) -> None:
@@ -223,10 +251,6 @@ def main(argv: list[str] | None = None) -> None:
             args.cache_dir, args.sample_dir, size=args.brain_size, num_samples=args.num_samples,
             min_brain_fraction=args.min_brain_fraction, seed=args.seed,
         )
-        png_grid(np.load(args.cache_dir / "brain_mri" / f"train_{args.brain_size}.npy")[::12][:64],
-                 args.cache_dir / "brain_mri" / "train_preview.png")
-        png_grid(np.load(args.cache_dir / "brain_mri" / f"heldout_{args.brain_size}.npy")[::3][:64],
-                 args.cache_dir / "brain_mri" / "heldout_preview.png")
     (args.cache_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
 

@@ -12,6 +12,7 @@ import yaml
 
 from monai_dmilo.training import (
     ArrayImageDataset,
+    RandScaleFromFloord,
     build_diffusion_unet,
     create_prior_trainer,
     file_sha256,
@@ -127,8 +128,15 @@ def test_bad_arguments(tmp_path):
             network=net, train_data_loader=_loader(), max_epochs=1, output_dir=tmp_path, image_shape=(1, 16, 16),
             resume_from=tmp_path / "missing.pt",
         )
+    with pytest.raises(ValueError, match="epoch_length"):
+        create_prior_trainer(
+            network=net, train_data_loader=_loader(), max_epochs=1, output_dir=tmp_path, image_shape=(1, 16, 16),
+            epoch_length=0,
+        )
     with pytest.raises(ValueError, match="scale"):
         ArrayImageDataset(np.zeros((2, 4, 4)), scale=(1, 1))
+    with pytest.raises(ValueError, match="factor"):
+        RandScaleFromFloord("image", factor=1.5)
     with pytest.raises(ValueError, match="images"):
         save_image_grid(torch.zeros(2, 2, 4, 4), tmp_path / "x.png")
 
@@ -164,3 +172,40 @@ def test_bundle_train_config(tmp_path):
     gen = build_generator(out / "tiny.yaml", num_steps=2, schedule="uniform")
     x = gen.sample(torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)))
     assert x.shape == (2, 1, 16, 16) and torch.isfinite(x).all()
+
+
+def test_rand_scale_from_floor_keeps_background_and_range():
+    x = torch.tensor([[[-1.0, -0.5, 0.0, 0.9]]])
+    scaled = [RandScaleFromFloord("image", prob=1.0, factor=0.3).set_random_state(seed=s)({"image": x})["image"]
+              for s in range(20)]
+    ratios = {round(float((y[0, 0, 1] + 1) / 0.5), 6) for y in scaled}
+    assert len(ratios) > 10 and all(0.7 <= r <= 1.3 for r in ratios)  # one random factor per call
+    for y in scaled:
+        assert y[0, 0, 0] == -1.0  # background unchanged
+        assert y.max() <= 1.0  # clipped to the ceiling
+        torch.testing.assert_close((y[0, 0, 2] + 1), (y[0, 0, 1] + 1) * 2)  # linear about the floor
+    assert torch.equal(RandScaleFromFloord("image", prob=0.0, factor=0.3)({"image": x})["image"], x)
+
+
+def test_bundle_train_config_on_nifti_stacks_with_intensity_augmentation(tmp_path):
+    """A 3D NIfTI stack is read slice by slice; epoch_length sets the iterations per epoch."""
+    import nibabel as nib
+    from monai.bundle import run
+
+    data = tmp_path / "volumes"
+    data.mkdir()
+    stack = np.moveaxis(_blobs(7, size=16, seed=2), 0, -1)  # (16, 16, 7): 7 slices
+    nib.save(nib.Nifti1Image(stack, np.eye(4)), str(data / "stack.nii.gz"))
+    out = tmp_path / "out"
+    run(
+        config_file=str(ROOT / "bundle" / "configs" / "train.yaml"),
+        dataset_dir=str(data), output_dir=str(out), max_epochs=2, epoch_length=3, batch_size=4, image_size=16,
+        channels=[8, 16], attention_levels=[False, True], num_head_channels=8, norm_num_groups=8,
+        num_grid_samples=2, grid_steps=2, log_interval=1, checkpoint_interval=3, affine_prob=0.9,
+        affine_translate=2.0, flip_prob=0.5, gamma_prob=0.5, intensity_scale_prob=0.5, device="cpu",
+        model_name="stack_prior",
+    )
+    rows = _loss_rows(out / "loss.csv")
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(math.isfinite(float(r["loss"])) for r in rows)
+    assert (out / "stack_prior.pt").is_file()
