@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"sha256 {digest}")
     print(f"grid {grid}; sample mean {x.mean():.3f} std {x.std():.3f}")
     print(f"last loss row {rows[-1] if rows else None}")
+    marks = {50, 100, 200, 500, 1000, 2000, 3000, 4000, int(rows[-1]["iteration"]) if rows else 0}
+    print("| iteration | loss (mean of the last 50) | elapsed s |\n|---|---|---|")
+    for row in rows:
+        if int(row["iteration"]) in marks:
+            print(f"| {row['iteration']} | {float(row['loss']):.4f} | {float(row['elapsed_s']):.0f} |")
     if args.heldout_dir is not None:
         mse, n = heldout_eps_mse(config_path, args.heldout_dir, max_items=args.max_heldout, seed=args.seed)
         print(f"held-out eps MSE {mse:.4f} on {n} images of {args.heldout_dir}")

@@ -10,7 +10,8 @@ deterministic DDIM), followed at every step by the measurement-guidance correcti
 ``scale``). ``x0_hat`` is the generator's (clipped) clean prediction. Settings: DPS uses 1,000
 ancestral steps and ``zeta`` = 1.0 (super-resolution, inpainting, Gaussian blur on FFHQ); ``zeta``
 needs tuning per task and prior. The fresh noise of each step is drawn per sample on CPU from the
-sample's seed stream (after ``z_0``), so batched and single solves agree.
+sample's seed stream (after ``z_0``), so batched and single solves agree; on CUDA it is copied
+from pinned memory without blocking, so the host does not wait for the GPU at every step.
 
 Each step is one network forward + backward (one NFE). History: one record per step (the
 prediction ``x0_hat`` and its data fit) plus the final ``clip(z_0)``.
@@ -108,7 +109,10 @@ class DPS(Solver):
                 z_prev = math.sqrt(a_prev) * x0 + math.sqrt(max(1.0 - a_prev - sigma**2, 0.0)) * eps
                 if sigma > 0:
                     noise = torch.stack([torch.randn(z.shape[1:], generator=g, dtype=torch.float32) for g in rngs])
-                    z_prev = z_prev + sigma * noise.to(device=z.device, dtype=z.dtype)
+                    if z.device.type == "cuda":
+                        # from pageable memory the copy would wait for the GPU; pinned + non_blocking does not
+                        noise = noise.pin_memory()
+                    z_prev = z_prev + sigma * noise.to(device=z.device, dtype=z.dtype, non_blocking=True)
                 z = z_prev - self.zeta * grad
                 fit = residual_norm.detach().square() / _num_elements(y)
             state.count(forward=1, backward=1, nfe=1)
