@@ -139,6 +139,7 @@ def main() -> None:
             ax.scatter(wall / args.images, quality, s=40)
             ax.annotate(name, (wall / args.images, quality), fontsize=8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter("")  # the log axis' minor labels overlap
         ax.set_xlabel("wall time per image (s)")
         ax.set_ylabel("PSNR (dB)")
         ax.set_title("Inpainting: quality against time")
