@@ -73,39 +73,31 @@ def main(argv: list[str] | None = None) -> None:
         if int(row["iteration"]) in marks:
             print(f"| {row['iteration']} | {float(row['loss']):.4f} | {float(row['elapsed_s']):.0f} |")
     if args.heldout_dir is not None:
-        mse, n = heldout_eps_mse(config_path, args.heldout_dir, max_items=args.max_heldout, seed=args.seed)
+        mse, n = heldout_eps_mse(gen, args.heldout_dir, max_items=args.max_heldout, seed=args.seed)
         print(f"held-out eps MSE {mse:.4f} on {n} images of {args.heldout_dir}")
 
 
-def heldout_eps_mse(config_path: Path, heldout_dir: Path, *, max_items: int, seed: int, batch_size: int = 250):
+def heldout_eps_mse(generator, heldout_dir: Path, *, max_items: int, seed: int, batch_size: int = 250):
     """Mean ``||eps - network(sqrt(abar_t) x + sqrt(1 - abar_t) eps, t)||^2`` over held-out images.
 
-    Images are loaded and scaled exactly as the training config does (``LoadImageForPriord``);
-    ``t ~ U{0..T-1}`` and ``eps ~ N(0, I)`` come from a generator seeded with ``seed``.
+    ``generator`` is the prior's :class:`~monai_dmilo.generator.StepwiseDDIM` (its frozen network and
+    training schedule). Images are loaded and scaled exactly as the training config does
+    (``LoadImageForPriord``); ``t ~ U{0..T-1}`` and ``eps ~ N(0, I)`` come from ``seed``.
     """
     from monai_dmilo.data import LoadImageForPriord, build_datalist
-    from monai_dmilo.networks.priors import load_model_config, load_prior
-    from monai_dmilo.training import build_ddpm_scheduler
 
-    config = load_model_config(config_path)
-    network = load_prior(config)
-    schedule = config["schedule"]
-    if schedule.get("beta_schedule", "linear") != "linear":
-        raise ValueError(f"held-out loss needs a linear beta schedule, got {schedule['beta_schedule']!r}.")
-    scheduler = build_ddpm_scheduler(
-        num_train_timesteps=schedule["num_train_timesteps"], beta_start=schedule["beta_start"],
-        beta_end=schedule["beta_end"],
-    )
+    abar = generator.alphas_cumprod.float()
     items = build_datalist(dataset_dir=heldout_dir, max_items=max_items)
-    load = LoadImageForPriord("image", channels=config["image_shape"][0])
+    load = LoadImageForPriord("image", channels=generator.image_shape[0])
     images = torch.stack([load(item)["image"] for item in items])
     gen = torch.Generator().manual_seed(seed)
     total = 0.0
     with torch.no_grad():
         for x in images.split(batch_size):
             noise = torch.randn(x.shape, generator=gen)
-            t = torch.randint(0, scheduler.num_train_timesteps, (x.shape[0],), generator=gen)
-            pred = network(scheduler.add_noise(x, noise, t), t)[:, : x.shape[1]]
+            t = torch.randint(0, len(abar), (x.shape[0],), generator=gen)
+            a = abar[t].view(-1, 1, 1, 1)
+            pred = generator.network(a.sqrt() * x + (1 - a).sqrt() * noise, t)[:, : x.shape[1]]
             total += float(((pred - noise) ** 2).mean(dim=(1, 2, 3)).sum())
     return total / len(images), len(images)
 
