@@ -50,8 +50,12 @@ def psnr(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 
 def machine() -> str:
+    """The processor, torch threads and version; and the GPU when this process has used CUDA."""
     threads = torch.get_num_threads()
-    return f"{platform.processor() or platform.machine()}, {threads} torch threads, torch {torch.__version__}"
+    text = f"{platform.processor() or platform.machine()}, {threads} torch threads, torch {torch.__version__}"
+    if torch.cuda.is_initialized():
+        text += f", GPU {torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
+    return text
 
 
 def write_report(path: Path, title: str, command: str, table: str, notes: str = "") -> None:

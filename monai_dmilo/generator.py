@@ -140,9 +140,12 @@ class StepwiseDDIM(nn.Module):
         self.register_buffer(
             "alphas_cumprod", linear_alphas_cumprod(num_train_timesteps, beta_start, beta_end)
         )
+        #: the schedule's parameters, to build a sibling generator with other timesteps
+        self.schedule_params = {"num_train_timesteps": num_train_timesteps, "beta_start": beta_start, "beta_end": beta_end}
         # Per-step scalars as Python floats: no device transfers or syncs inside the solver loops.
         abar = self.alphas_cumprod
-        self._coefficients = [(float(abar[t]), float(abar[tp])) for t, tp in pairs]
+        self.step_coefficients: list[tuple[float, float]] = [(float(abar[t]), float(abar[tp])) for t, tp in pairs]
+        """``(abar_t, abar_t_prev)`` of each step, as host floats."""
 
     def train(self, mode: bool = True) -> "StepwiseDDIM":
         """Set the module's mode; the prior network always stays in eval mode (frozen)."""
@@ -175,7 +178,7 @@ class StepwiseDDIM(nn.Module):
 
     def denoise(self, z: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Predicted ``(x0, eps)`` at step ``i``; with ``clip_x0`` x0 is clipped and eps re-derived."""
-        abar_t, _ = self._coefficients[i]
+        abar_t, _ = self.step_coefficients[i]
         eps = self.eps(z, i)
         x0 = (z - (1.0 - abar_t) ** 0.5 * eps) / abar_t**0.5
         if self.clip_x0:
@@ -187,7 +190,7 @@ class StepwiseDDIM(nn.Module):
         """``g_i(z)``: one deterministic DDIM step, differentiable in ``z`` (B, C, H, W)."""
         if not 0 <= i < self.num_steps:
             raise ValueError(f"step index i must be in [0, {self.num_steps}), got {i}.")
-        _, abar_prev = self._coefficients[i]
+        _, abar_prev = self.step_coefficients[i]
         x0, eps = self.denoise(z, i)
         return abar_prev**0.5 * x0 + (1.0 - abar_prev) ** 0.5 * eps
 

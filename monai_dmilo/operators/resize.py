@@ -74,14 +74,20 @@ class SuperResolution(LinearOperator):
         if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
             raise ValueError(f"scale must be an integer >= 1, got {scale!r}.")
         self.scale = scale
+        self._matrix_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _matrices(self, height: int, width: int, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dtype = real_dtype_of(ref)
-        rows = downsampling_matrix(height, self.scale, dtype=dtype, device=ref.device)
-        cols = rows if width == height else downsampling_matrix(width, self.scale, dtype=dtype, device=ref.device)
-        if ref.is_complex():
-            rows, cols = rows.to(ref.dtype), cols.to(ref.dtype)
-        return rows, cols
+        """The row and column matrices for ``ref``'s size, device and dtype; built once, then cached
+        (building them on the CPU and copying to a GPU at every call would make the host wait)."""
+        key = (height, width, ref.device, ref.dtype)
+        if key not in self._matrix_cache:
+            dtype = real_dtype_of(ref)
+            rows = downsampling_matrix(height, self.scale, dtype=dtype, device=ref.device)
+            cols = rows if width == height else downsampling_matrix(width, self.scale, dtype=dtype, device=ref.device)
+            if ref.is_complex():
+                rows, cols = rows.to(ref.dtype), cols.to(ref.dtype)
+            self._matrix_cache[key] = (rows, cols)
+        return self._matrix_cache[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W) -> (B, C, H / scale, W / scale)``."""

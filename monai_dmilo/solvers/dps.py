@@ -23,32 +23,29 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver, per_sample_mean_square, per_sample_norm
+from .base import RunState, Solver, per_sample_mean_square, per_sample_norm, to_device_without_wait
 from .dmilo import _positive
 
 __all__ = ["DPS"]
 
 
 def _with_uniform_steps(generator: Any, num_steps: int) -> Any:
-    """A sibling StepwiseDDIM on the same network with ``num_steps`` uniform timesteps."""
+    """A sibling StepwiseDDIM on the same network and schedule with ``num_steps`` uniform timesteps.
+
+    Its ``alphas_cumprod`` buffer stays on the CPU (moving it would make the host wait for the
+    GPU); the steps only read the host floats ``step_coefficients``.
+    """
     from monai_dmilo.generator import StepwiseDDIM
 
-    abar = generator.alphas_cumprod
-    sibling = StepwiseDDIM(
+    return StepwiseDDIM(
         generator.network,
         num_steps=num_steps,
         schedule="uniform",
         clip_x0=generator.clip_x0,
         image_shape=generator.image_shape,
-        num_train_timesteps=abar.shape[0],
         autocast_dtype=generator.autocast_dtype,
+        **generator.schedule_params,
     )
-    if not torch.allclose(sibling.alphas_cumprod.to(abar), abar):
-        raise ValueError(
-            "DPS num_steps needs the generator's schedule to be the default linear one; "
-            "build the generator with the wanted steps and leave num_steps=None."
-        )
-    return sibling.to(abar.device)
 
 
 class DPS(Solver):
@@ -95,11 +92,9 @@ class DPS(Solver):
         rngs: list[torch.Generator],
     ) -> None:
         gen = generator if self.num_steps is None else _with_uniform_steps(generator, self.num_steps)
-        abar = gen.alphas_cumprod.double().tolist()
         z = z0
         state.x = z0.clamp(-1.0, 1.0)
-        for i, (t, t_prev) in enumerate(gen.timesteps):
-            a_t, a_prev = abar[t], abar[t_prev]
+        for i, (a_t, a_prev) in enumerate(gen.step_coefficients):
             sigma = self.eta * math.sqrt((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev))
             z = z.detach().requires_grad_(True)
             x0, eps = gen.denoise(z, i)
@@ -109,10 +104,7 @@ class DPS(Solver):
                 z_prev = math.sqrt(a_prev) * x0 + math.sqrt(max(1.0 - a_prev - sigma**2, 0.0)) * eps
                 if sigma > 0:
                     noise = torch.stack([torch.randn(z.shape[1:], generator=g, dtype=torch.float32) for g in rngs])
-                    if z.device.type == "cuda":
-                        # from pageable memory the copy would wait for the GPU; pinned + non_blocking does not
-                        noise = noise.pin_memory()
-                    z_prev = z_prev + sigma * noise.to(device=z.device, dtype=z.dtype, non_blocking=True)
+                    z_prev = z_prev + sigma * to_device_without_wait(noise, z)
                 z = z_prev - self.zeta * grad
                 fit = residual_norm.detach().square() / _num_elements(y)
             state.count(forward=1, backward=1, nfe=1)
