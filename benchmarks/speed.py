@@ -15,7 +15,7 @@ A second table compares throughput (images per second) of DMILO at batch 1 and b
 Usage::
 
     python benchmarks/speed.py [--images 4] [--presets inpainting_dmilo inpainting_dmilo_pgd \
-        inpainting_dmplug dps] [--scale 1.0] [--device cpu] [--output docs/benchmarks/speed.md]
+        inpainting_dmilo_fashion32 inpainting_dmplug dps] [--scale 1.0] [--device cpu] [--output docs/benchmarks/speed.md]
 
 ``--scale`` multiplies every preset's iteration counts (e.g. 0.1 for a quick look).
 """
@@ -67,7 +67,8 @@ def main() -> None:
     parser.add_argument("--model-config", default=str(DEFAULT_MODEL))
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument(
-        "--presets", nargs="+", default=["inpainting_dmilo", "inpainting_dmilo_pgd", "inpainting_dmplug", "dps"]
+        "--presets", nargs="+",
+        default=["inpainting_dmilo", "inpainting_dmilo_pgd", "inpainting_dmilo_fashion32", "inpainting_dmplug", "dps"],
     )
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--throughput-inner", type=int, default=20, help="DMILO num_inner of the batch-size test")
@@ -107,10 +108,12 @@ def main() -> None:
     )
 
     notes = []
-    if "inpainting_dmilo" in results and "inpainting_dmplug" in results:
-        (w_d, n_d, p_d), (w_p, n_p, p_p) = results["inpainting_dmilo"], results["inpainting_dmplug"]
-        notes.append(f"DMPlug / DMILO: {w_p / w_d:.2f}x the wall time, {n_p / n_d:.2f}x the NFE, "
-                     f"PSNR {p_p:.2f} vs {p_d:.2f} dB.")
+    if "inpainting_dmplug" in results:
+        w_p, n_p, p_p = results["inpainting_dmplug"]
+        for name in (n for n in results if n.startswith("inpainting_dmilo")):
+            w_d, n_d, p_d = results[name]
+            notes.append(f"inpainting_dmplug / {name}: {w_p / w_d:.2f}x the wall time, {n_p / n_d:.2f}x the NFE, "
+                         f"PSNR {p_p:.2f} vs {p_d:.2f} dB.")
 
     throughput = []
     for batch in (1, 8):

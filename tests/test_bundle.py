@@ -243,3 +243,12 @@ def test_task_presets_load_and_name_existing_solver_presets():
         assert task["operator"] in OPERATORS
         for solver in ("dmilo", "dmilo_pgd"):
             assert f"{task['solver_task']}_{solver}" in available_presets()
+
+
+def test_solver_preset_override_picks_another_preset(tmp_path):
+    make_pngs(tmp_path / "data", 2)
+    wf = workflow("evaluate.yaml", tmp_path, dataset_dir=str(tmp_path / "data"), output_dir=str(tmp_path / "run"),
+                  solver_preset="inpainting_dmilo_fashion32", solver_overrides={})
+    wf.initialize()
+    solver = wf.parser.get_parsed_content("solver_def")
+    assert (solver.num_outer, solver.num_inner) == (5, 20)
