@@ -22,15 +22,20 @@ DEFAULT_MODEL = REPO / "configs" / "models" / "fashion_mnist_32.yaml"
 SAMPLE_DIR = REPO / "bundle" / "sample_images" / "fashion_mnist"
 
 
-def load_samples(count: int) -> torch.Tensor:
-    """The first ``count`` shipped held-out Fashion-MNIST images, ``(count, 1, 32, 32)`` in [-1, 1]."""
+def load_grey_pngs(paths: list[Path]) -> torch.Tensor:
+    """Greyscale PNGs as ``(len(paths), 1, H, W)`` in [-1, 1]."""
     from PIL import Image
 
+    images = [np.asarray(Image.open(p).convert("L"), dtype=np.float32) / 127.5 - 1.0 for p in paths]
+    return torch.from_numpy(np.stack(images))[:, None]
+
+
+def load_samples(count: int) -> torch.Tensor:
+    """The first ``count`` shipped held-out Fashion-MNIST images, ``(count, 1, 32, 32)`` in [-1, 1]."""
     paths = sorted(SAMPLE_DIR.glob("*.png"))
     if count > len(paths):
         paths = (paths * (count // len(paths) + 1))[:count]  # repeat: timings only need the size
-    images = [np.asarray(Image.open(p).convert("L"), dtype=np.float32) / 127.5 - 1.0 for p in paths[:count]]
-    return torch.from_numpy(np.stack(images))[:, None]
+    return load_grey_pngs(paths[:count])
 
 
 def inpainting_problem(x: torch.Tensor, *, hidden: float = 0.7, sigma: float = 0.01, seed: int = 0):

@@ -20,10 +20,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from common import DEFAULT_MODEL, REPO, SAMPLE_DIR, inpainting_problem, markdown_table, psnr, save_plot, write_report
+from common import (
+    DEFAULT_MODEL, REPO, SAMPLE_DIR, inpainting_problem, load_grey_pngs, markdown_table, psnr, save_plot, write_report,
+)
 
 from monai_dmilo.networks.priors import build_generator  # noqa: E402
 from monai_dmilo.solvers import build, load_solver_preset  # noqa: E402
@@ -33,8 +34,6 @@ VALIDATION_DIR = REPO / "data_cache" / "fashion_mnist" / "test"
 
 def validation_images(start: int, stride: int, count: int) -> tuple[list[str], torch.Tensor]:
     """Names and ``(count, 1, 32, 32)`` images in [-1, 1] of the validation split."""
-    from PIL import Image
-
     if not VALIDATION_DIR.is_dir():
         sys.exit(f"{VALIDATION_DIR} not found: run `python scripts/prepare_data.py` first.")
     shipped = {p.name for p in SAMPLE_DIR.glob("*.png")}
@@ -42,8 +41,7 @@ def validation_images(start: int, stride: int, count: int) -> tuple[list[str], t
     paths = [p for p in paths if p.name not in shipped][:count]
     if len(paths) < count:
         sys.exit(f"only {len(paths)} validation images in {VALIDATION_DIR} for --count {count}.")
-    images = [np.asarray(Image.open(p).convert("L"), dtype=np.float32) / 127.5 - 1.0 for p in paths]
-    return [p.stem for p in paths], torch.from_numpy(np.stack(images))[:, None]
+    return [p.stem for p in paths], load_grey_pngs(paths)
 
 
 def main() -> None:

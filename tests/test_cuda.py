@@ -178,10 +178,9 @@ def test_dmilo_peak_memory_flat_in_steps_dmplug_growing():
 
 
 def test_bundle_evaluate_on_cuda(tmp_path, monkeypatch):
-    from test_bundle import REPO as BUNDLE_REPO
     from test_bundle import make_pngs, rows, run
 
-    monkeypatch.chdir(BUNDLE_REPO)
+    monkeypatch.chdir(REPO)  # the bundle configs name their includes relative to the repository
     make_pngs(tmp_path / "data", 2)
     cpu, gpu = tmp_path / "cpu", tmp_path / "gpu"
     run("evaluate.yaml", tmp_path, dataset_dir=str(tmp_path / "data"), output_dir=str(cpu))

@@ -121,15 +121,15 @@ def resolve_seeds(seed: int | Sequence[int] | torch.Tensor | None, batch_size: i
     raise TypeError(f"seed must be None, an int or a sequence of ints, got {type(seed).__name__}.")
 
 
-def to_device_without_wait(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``t`` (a CPU tensor) on ``like``'s device and dtype; to CUDA through pinned memory, without blocking.
+def to_device_without_wait(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` (a CPU tensor) on ``device`` in ``dtype``; to CUDA through pinned memory, without blocking.
 
     A copy from pageable memory makes the host wait for the GPU (a sync); from pinned memory with
     ``non_blocking`` it is queued behind the GPU's work instead.
     """
-    if like.device.type == "cuda":
+    if device.type == "cuda":
         t = t.pin_memory()
-    return t.to(device=like.device, dtype=like.dtype, non_blocking=True)
+    return t.to(device=device, dtype=dtype, non_blocking=True)
 
 
 def image_dtype(y: torch.Tensor) -> torch.dtype:
@@ -168,7 +168,7 @@ def initial_noise(
             "generator.image_shape is None: pass z_init, or build the generator with image_shape=(C, H, W)."
         )
     z0 = torch.stack([torch.randn(tuple(image_shape), generator=g, dtype=torch.float32) for g in rngs])
-    return to_device_without_wait(z0, torch.empty(0, device=y.device, dtype=dtype)), rngs
+    return to_device_without_wait(z0, y.device, dtype), rngs
 
 
 @contextlib.contextmanager

@@ -152,7 +152,7 @@ class DMILO(Solver):
         if self.blind:
             k = self.blind_kernel_size
             logits = torch.stack([torch.randn(k * k, generator=g, dtype=torch.float32) for g in rngs])
-            ctx.logits = to_device_without_wait(logits, z0)
+            ctx.logits = to_device_without_wait(logits, z0.device, z0.dtype)
             ctx.operator = self._make_operator(ctx.logits)
             state.kernel = self._kernel(ctx.logits)
             state.extras["initial_kernel"] = state.kernel

@@ -104,7 +104,7 @@ class DPS(Solver):
                 z_prev = math.sqrt(a_prev) * x0 + math.sqrt(max(1.0 - a_prev - sigma**2, 0.0)) * eps
                 if sigma > 0:
                     noise = torch.stack([torch.randn(z.shape[1:], generator=g, dtype=torch.float32) for g in rngs])
-                    z_prev = z_prev + sigma * to_device_without_wait(noise, z)
+                    z_prev = z_prev + sigma * to_device_without_wait(noise, z.device, z.dtype)
                 z = z_prev - self.zeta * grad
                 fit = residual_norm.detach().square() / _num_elements(y)
             state.count(forward=1, backward=1, nfe=1)
