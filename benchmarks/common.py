@@ -20,6 +20,7 @@ from monai_dmilo.operators import random_pixel_mask  # noqa: E402
 
 DEFAULT_MODEL = REPO / "configs" / "models" / "fashion_mnist_32.yaml"
 SAMPLE_DIR = REPO / "bundle" / "sample_images" / "fashion_mnist"
+TEST_SPLIT_DIR = REPO / "data_cache" / "fashion_mnist" / "test"
 
 
 def load_grey_pngs(paths: list[Path]) -> torch.Tensor:
@@ -36,6 +37,22 @@ def load_samples(count: int) -> torch.Tensor:
     if count > len(paths):
         paths = (paths * (count // len(paths) + 1))[:count]  # repeat: timings only need the size
     return load_grey_pngs(paths[:count])
+
+
+def split_images(start: int, stride: int, count: int) -> tuple[list[str], torch.Tensor]:
+    """Names and ``(count, 1, 32, 32)`` images in [-1, 1]: every ``stride``-th Fashion-MNIST test PNG
+    from ``start`` (prepared by ``scripts/prepare_data.py``), skipping the shipped sample images.
+
+    Splits with starts that differ modulo ``stride`` share no image.
+    """
+    if not TEST_SPLIT_DIR.is_dir():
+        sys.exit(f"{TEST_SPLIT_DIR} not found: run `python scripts/prepare_data.py` first.")
+    shipped = {p.name for p in SAMPLE_DIR.glob("*.png")}
+    paths = sorted(TEST_SPLIT_DIR.glob("*.png"))[start::stride]
+    paths = [p for p in paths if p.name not in shipped][:count]
+    if len(paths) < count:
+        sys.exit(f"only {len(paths)} images in {TEST_SPLIT_DIR} from {start} every {stride} for {count}.")
+    return [p.stem for p in paths], load_grey_pngs(paths)
 
 
 def inpainting_problem(x: torch.Tensor, *, hidden: float = 0.7, sigma: float = 0.01, seed: int = 0):
@@ -79,8 +96,9 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def save_plot(path: Path, draw) -> None:
-    """Call ``draw(ax)`` on a matplotlib axis and save to ``path``; skipped without matplotlib."""
+def save_plot(path: Path, draw, *, grid: tuple[int, int] = (1, 1), figsize: tuple[float, float] = (6, 4)) -> None:
+    """Call ``draw(ax)`` on a matplotlib axis (an array of axes for a ``grid`` other than 1 x 1) and
+    save to ``path``; skipped without matplotlib."""
     try:
         import matplotlib
 
@@ -89,7 +107,7 @@ def save_plot(path: Path, draw) -> None:
     except ImportError:
         print("matplotlib is not installed (pip install matplotlib): plot skipped")
         return
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(*grid, figsize=figsize, squeeze=grid == (1, 1))
     draw(ax)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
