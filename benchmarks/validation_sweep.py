@@ -33,16 +33,13 @@ from common import (
 from monai_dmilo.networks.priors import build_generator  # noqa: E402
 from monai_dmilo.solvers import build, load_solver_preset  # noqa: E402
 
+
 def parse_setting(text: str) -> tuple[str, object]:
     """``"name=value"`` -> ``(name, value)``, the value read as YAML (numbers stay numbers)."""
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"--set expects name=value, got {text!r}.")
     return name, yaml.safe_load(value)
-
-
-def label(param: str, value: float) -> str:
-    return f"M = {value:g}" if param == "num_inner" else f"{param} = {value:g}"
 
 
 def main() -> None:
@@ -67,6 +64,7 @@ def main() -> None:
     if args.param not in base:
         parser.error(f"--param {args.param!r} is not a parameter of the preset {args.preset!r}: {sorted(base)}.")
     integer = isinstance(base[args.param], int) and all(v.is_integer() for v in args.values)
+    name = "M" if args.param == "num_inner" else args.param
     torch.set_flush_denormal(True)
     device = torch.device(args.device)
     generator = build_generator(args.model_config, num_steps=3, device=device)
@@ -81,7 +79,7 @@ def main() -> None:
         solver = build(preset["solver"], progress=True, **params)
         out = solver.solve(y, operator, generator, seed=list(range(args.count)))
         quality[value], nfe[value] = psnr(out.x, x).cpu(), out.nfe
-        print(f"{label(args.param, value)}: PSNR {quality[value].mean():.2f} ± {quality[value].std():.2f} dB, "
+        print(f"{name} = {value:g}: PSNR {quality[value].mean():.2f} ± {quality[value].std():.2f} dB, "
               f"{out.nfe} NFE, {out.wall_time:.0f} s", flush=True)
 
     ref = quality[args.reference]
@@ -93,7 +91,6 @@ def main() -> None:
             f"{diff.mean():+.2f} ± {diff.std() / len(diff) ** 0.5:.2f}", f"{int((diff >= 0).sum())} / {len(diff)}",
         ])
     fixed = "".join(f", {k} = {v}" for k, v in args.settings)
-    name = "M" if args.param == "num_inner" else args.param
     table = (f"`{args.preset}` with {'its num_inner M' if name == 'M' else name} varied{fixed}; {args.count} "
              f"validation images ({', '.join(names)}), inpainting 70% hidden, sigma 0.01, final iterate.\n\n")
     table += markdown_table(
