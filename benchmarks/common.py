@@ -23,12 +23,16 @@ SAMPLE_DIR = REPO / "bundle" / "sample_images" / "fashion_mnist"
 TEST_SPLIT_DIR = REPO / "data_cache" / "fashion_mnist" / "test"
 
 
-def load_grey_pngs(paths: list[Path]) -> torch.Tensor:
-    """Greyscale PNGs as ``(len(paths), 1, H, W)`` in [-1, 1]."""
+def load_pngs(paths: list[Path], channels: int = 1) -> torch.Tensor:
+    """PNGs as ``(len(paths), channels, H, W)`` in [-1, 1]; ``channels`` 1 (grey) or 3 (RGB)."""
     from PIL import Image
 
-    images = [np.asarray(Image.open(p).convert("L"), dtype=np.float32) / 127.5 - 1.0 for p in paths]
-    return torch.from_numpy(np.stack(images))[:, None]
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}.")
+    mode = "L" if channels == 1 else "RGB"
+    images = [np.asarray(Image.open(p).convert(mode), dtype=np.float32) / 127.5 - 1.0 for p in paths]
+    batch = torch.from_numpy(np.stack(images))
+    return batch[:, None] if channels == 1 else batch.permute(0, 3, 1, 2).contiguous()
 
 
 def load_samples(count: int) -> torch.Tensor:
@@ -36,23 +40,26 @@ def load_samples(count: int) -> torch.Tensor:
     paths = sorted(SAMPLE_DIR.glob("*.png"))
     if count > len(paths):
         paths = (paths * (count // len(paths) + 1))[:count]  # repeat: timings only need the size
-    return load_grey_pngs(paths[:count])
+    return load_pngs(paths[:count])
 
 
-def split_images(start: int, stride: int, count: int) -> tuple[list[str], torch.Tensor]:
-    """Names and ``(count, 1, 32, 32)`` images in [-1, 1]: every ``stride``-th Fashion-MNIST test PNG
-    from ``start`` (prepared by ``scripts/prepare_data.py``), skipping the shipped sample images.
+def split_images(start: int, stride: int, count: int, directory: Path = TEST_SPLIT_DIR,
+                 channels: int = 1) -> tuple[list[str], torch.Tensor]:
+    """Names and ``(count, channels, H, W)`` images in [-1, 1]: every ``stride``-th PNG of ``directory``
+    (default: the Fashion-MNIST test split prepared by ``scripts/prepare_data.py``) from ``start``,
+    skipping the shipped sample images.
 
     Splits with starts that differ modulo ``stride`` share no image.
     """
-    if not TEST_SPLIT_DIR.is_dir():
-        sys.exit(f"{TEST_SPLIT_DIR} not found: run `python scripts/prepare_data.py` first.")
+    if not directory.is_dir():
+        hint = ": run `python scripts/prepare_data.py` first" if directory == TEST_SPLIT_DIR else ""
+        sys.exit(f"image folder {directory} not found{hint}.")
     shipped = {p.name for p in SAMPLE_DIR.glob("*.png")}
-    paths = sorted(TEST_SPLIT_DIR.glob("*.png"))[start::stride]
+    paths = sorted(directory.glob("*.png"))[start::stride]
     paths = [p for p in paths if p.name not in shipped][:count]
     if len(paths) < count:
-        sys.exit(f"only {len(paths)} images in {TEST_SPLIT_DIR} from {start} every {stride} for {count}.")
-    return [p.stem for p in paths], load_grey_pngs(paths)
+        sys.exit(f"only {len(paths)} images in {directory} from {start} every {stride} for {count}.")
+    return [p.stem for p in paths], load_pngs(paths, channels)
 
 
 def inpainting_problem(x: torch.Tensor, *, hidden: float = 0.7, sigma: float = 0.01, seed: int = 0):
@@ -66,8 +73,9 @@ def inpainting_problem(x: torch.Tensor, *, hidden: float = 0.7, sigma: float = 0
 
 
 def psnr(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB for images in [-1, 1] (data range 2): ``(B,)``."""
-    mse = (x - reference).square().flatten(1).mean(1)
+    """Per-image PSNR in dB for images in [-1, 1] (data range 2): ``(..., B)`` for ``x`` ``(..., B, C, H, W)``
+    (e.g. a trace of iterates ``(T, B, C, H, W)``) against ``reference`` ``(B, C, H, W)``."""
+    mse = (x - reference).square().flatten(-3).mean(-1)
     return 10 * torch.log10(4.0 / mse)
 
 

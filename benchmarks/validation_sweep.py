@@ -98,7 +98,7 @@ def main() -> None:
          "images at least as good"], rows)
     print(table)
     command = "python benchmarks/validation_sweep.py " + " ".join(sys.argv[1:])
-    write_report(args.output, f"DMILO's {name} on a validation split", command.strip(), table)
+    write_report(args.output, f"{args.preset}: {name} on a validation split", command.strip(), table)
 
     def draw(ax):
         means = [float(quality[v].mean()) for v in args.values]
@@ -108,7 +108,7 @@ def main() -> None:
             ax.set_xscale("log")
         ax.set_xlabel(f"{name} ({args.preset})")
         ax.set_ylabel("PSNR (dB), mean ± s.e.")
-        ax.set_title("DMILO on the validation split")
+        ax.set_title(f"{args.preset} on the validation split")
 
     save_plot(args.output.with_suffix(".png"), draw)
 

@@ -390,6 +390,21 @@ def test_progress_bar_and_callback_records():
     assert [r["record"] for r in records] == [0, 1, 2]
     assert [r["nfe"] for r in records] == [3 + k * (3 * 2 + 3) for k in (1, 2, 3)]
     torch.testing.assert_close(torch.stack([r["data_fit"] for r in records]), out.history["data_fit"])
+    assert records[-1]["x"].shape == out.x.shape and torch.equal(records[-1]["x"], out.x)
+    assert not torch.equal(records[0]["x"], records[-1]["x"])  # each record carries its own iterate
+
+
+def test_dmplug_reported_iterate_equals_a_shorter_run():
+    """The iterate DMPlug reports at record t (with its NFE) is what DMPlug with num_iters = t returns."""
+    y, op, generator = mask_problem(2)
+    records = []
+    params = dict(lr=0.1, report_every=3)
+    build("dmplug", num_iters=6, callback=records.append, **params).solve(y, op, generator, seed=[1, 2])
+    assert [r["record"] for r in records] == [2, 5, 6]
+    shorter = build("dmplug", num_iters=2, **params).solve(y, op, generator, seed=[1, 2])
+    torch.testing.assert_close(records[0]["x"], shorter.x)
+    assert records[0]["nfe"] == shorter.nfe
+    torch.testing.assert_close(records[0]["data_fit"], ((op(records[0]["x"]) - y) ** 2).flatten(1).mean(1))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -255,6 +255,7 @@ class RunState:
                     "record": self.num_records - 1,
                     "nfe": self.nfe,
                     "elapsed": time.perf_counter() - self.start,
+                    "x": self.x.detach(),
                     **{k: v.detach() for k, v in values.items()},
                 }
             )
@@ -278,8 +279,9 @@ class Solver:
             see :mod:`monai_dmilo.solvers.selection`) or a :class:`SelectionRule` instance.
         selection_params: keyword arguments of the rule (e.g. ``window``, ``patience``).
         progress: show a tqdm bar (off by default).
-        callback: called with a record dict (``record``, ``nfe``, ``elapsed``, ``data_fit``, ...)
-            after each outer iteration. Raising ``KeyboardInterrupt`` from it ends the solve cleanly.
+        callback: called with a record dict (``record``, ``nfe``, ``elapsed``, ``x`` the current
+            iterate ``(B, C, H, W)``, ``data_fit``, ...) after each outer iteration (each
+            ``report_every`` iterations for DMPlug and DPS); treat ``x`` as read-only. Raising ``KeyboardInterrupt`` from it ends the solve cleanly.
     """
 
     name = "solver"
