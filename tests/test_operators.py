@@ -369,6 +369,15 @@ def test_blur_is_differentiable_in_the_kernel():
     assert torch.autograd.gradcheck(measure, (w,))
 
 
+def test_mri_takes_the_channel_first_mask_kspace_mask_returns():
+    mask = kspace_mask((16, 16), 4, 0.125, seed=0)  # (1, H, W), as MONAI transforms hold it
+    x = torch.randn(3, 1, 16, 16)
+    torch.testing.assert_close(build("mri", mask=mask)(x), build("mri", mask=mask[0])(x))
+    coil_maps = simulate_coil_maps((16, 16), 4)[None]
+    torch.testing.assert_close(build("mri", mask=mask, coil_maps=coil_maps)(x),
+                               build("mri", mask=mask[0], coil_maps=coil_maps)(x))
+
+
 def test_mri_full_mask_is_unitary():
     x = torch.randn(2, 1, 16, 16, dtype=torch.complex128)
     full = torch.ones(16)
@@ -455,6 +464,7 @@ def test_nan_and_wrong_rank_inputs_raise(case):
         ("super_resolution", {"scale": 3}, (1, 1, 16, 16), "divisible"),
         ("blur", {"kernel": torch.ones(3, 5, 5)}, (2, 1, 16, 16), "kernel of shape"),
         ("mri", {"mask": torch.ones(12)}, (1, 1, 16, 16), "mask of shape"),
+        ("mri", {"mask": torch.ones(3, 16, 16)}, (2, 1, 16, 16), "mask of shape"),
         (
             "mri",
             {"mask": torch.ones(16), "coil_maps": torch.ones(1, 4, 8, 8, dtype=torch.complex64)},

@@ -61,7 +61,8 @@ class MRI(LinearOperator):
 
     Args:
         mask: real sampling mask broadcastable to the k-space ``(B, coils, H, W)``: ``(W,)`` (columns),
-            ``(H, W)``, or ``(B|1, 1|coils, H|1, W)``.
+            ``(H, W)``, channel-first ``(1|coils, H|1, W)`` shared by the batch (as
+            :func:`~monai_dmilo.operators.kspace_mask` returns), or ``(B|1, 1|coils, H|1, W)``.
         coil_maps: complex sensitivities ``(B|1, coils, H, W)``, or None for single-coil, where every
             channel of ``x`` is imaged on its own (``coils = C``).
 
@@ -72,7 +73,7 @@ class MRI(LinearOperator):
 
     def __init__(self, mask: torch.Tensor, coil_maps: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.mask = as_real_parameter(mask, name="mask", ndim=(1, 2, 4))
+        self.mask = as_real_parameter(mask, name="mask", ndim=(1, 2, 3, 4))
         if coil_maps is not None:
             check_tensor(coil_maps, name="coil_maps", ndim=4)
         self.coil_maps = coil_maps
@@ -81,8 +82,8 @@ class MRI(LinearOperator):
         mask = self.mask
         if self.mask.ndim == 1:
             mask = self.mask.reshape(1, 1, 1, -1)
-        elif self.mask.ndim == 2:
-            mask = self.mask.reshape(1, 1, *self.mask.shape)
+        elif self.mask.ndim < 4:  # (H, W) or channel-first (C, H, W): one mask for the whole batch
+            mask = self.mask.reshape(1, *(1,) * (3 - self.mask.ndim), *self.mask.shape)
         ok = (
             mask.shape[0] in (1, batch)
             and mask.shape[1] in (1, coils)
@@ -92,8 +93,8 @@ class MRI(LinearOperator):
         if not ok:
             raise ValueError(
                 f"mask of shape {tuple(self.mask.shape)} does not match the k-space of {name} "
-                f"(B, coils, H, W) = {(batch, coils, height, width)}; expected (W,), (H, W) or "
-                f"({batch} or 1, {coils} or 1, {height} or 1, {width})."
+                f"(B, coils, H, W) = {(batch, coils, height, width)}; expected (W,), (H, W), "
+                f"({coils} or 1, {height} or 1, {width}) or ({batch} or 1, {coils} or 1, {height} or 1, {width})."
             )
         return mask.to(device=ref.device, dtype=real_dtype_of(ref))
 
