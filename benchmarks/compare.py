@@ -75,8 +75,8 @@ def solve_cached(preset_name: str, y, operator, generator, names: list[str], con
         print(f"{preset_name}: cached result {path.relative_to(REPO)}", flush=True)
         return torch.load(path, weights_only=True)
     trace = []
-    solver = build(preset["solver"], progress=True,
-                   callback=lambda r: trace.append((r["record"], r["nfe"], r["elapsed"], r["x"].cpu())), **preset["params"])
+    solver = build(preset["solver"], progress=True, **preset["params"],
+                   callback=lambda r: trace.append((r["record"], r["nfe"], r["elapsed"], r["x"].cpu())))
     if hasattr(solver, "report_every"):
         solver.report_every = trace_every
     out = solver.solve(y, operator, generator, seed=list(range(len(names))))
@@ -94,6 +94,11 @@ def folder_label(folder: Path) -> str:
     """``folder`` relative to the repository when it lies inside it."""
     folder = folder.resolve()
     return str(folder.relative_to(REPO)) if folder.is_relative_to(REPO) else str(folder)
+
+
+def paired(diff: torch.Tensor) -> str:
+    """``"mean ± s.e."`` of per-image differences ``(B,)``."""
+    return f"{diff.mean():+.2f} ± {diff.std() / len(diff) ** 0.5:.2f}"
 
 
 def first_reaching(trace_psnr: torch.Tensor, quality: float) -> int | None:
@@ -120,12 +125,12 @@ def equal_quality_section(reference: str, results: dict, quality: dict, trace_ps
             nfe, elapsed = int(ref_trace["nfe"][at]), float(ref_trace["elapsed"][at])
             matched = [str(int(ref_trace["record"][at])), str(nfe), f"{elapsed / count:.1f}",
                        f"{nfe / r['nfe']:.1f}x", f"{elapsed / r['wall_time']:.1f}x",
-                       f"{diff.mean():+.2f} ± {diff.std() / count ** 0.5:.2f} ({int((diff >= 0).sum())} / {count})"]
+                       f"{paired(diff)} ({int((diff >= 0).sum())} / {count})"]
         within = (ref_trace["nfe"] <= r["nfe"]).nonzero()
         if len(within):
             same_cost = trace_psnr[reference][int(within[-1])]
             diff = quality[name] - same_cost
-            matched.append(f"{float(same_cost.mean()):.2f} (preset {diff.mean():+.2f} ± {diff.std() / count ** 0.5:.2f})")
+            matched.append(f"{float(same_cost.mean()):.2f} (preset {paired(diff)})")
         else:
             matched.append("–")
         back = first_reaching(trace_psnr[name], float(quality[reference].mean()))
@@ -193,7 +198,7 @@ def main() -> None:
         rows.append([
             name, str(r["nfe"]), f"{r['wall_time'] / args.count:.1f}",
             f"{quality[name].mean():.2f} ± {quality[name].std():.2f}",
-            f"{diff.mean():+.2f} ± {diff.std() / args.count ** 0.5:.2f}", f"{int((diff >= 0).sum())} / {args.count}",
+            paired(diff), f"{int((diff >= 0).sum())} / {args.count}",
             f"{ref_result['wall_time'] / r['wall_time']:.2f}x", f"{ref_result['nfe'] / r['nfe']:.2f}x",
         ])
     table = (f"Inpainting (70% hidden, sigma 0.01, seed {PROBLEM['seed']}), {args.count} test images of "
