@@ -281,7 +281,8 @@ class Solver:
         progress: show a tqdm bar (off by default).
         callback: called with a record dict (``record``, ``nfe``, ``elapsed``, ``x`` the current
             iterate ``(B, C, H, W)``, ``data_fit``, ...) after each outer iteration (each
-            ``report_every`` iterations for DMPlug and DPS); treat ``x`` as read-only. Raising ``KeyboardInterrupt`` from it ends the solve cleanly.
+            ``report_every`` iterations for DMPlug and DPS); treat ``x`` as read-only. Raising
+            ``KeyboardInterrupt`` from it ends the solve cleanly.
     """
 
     name = "solver"
