@@ -79,6 +79,11 @@ def psnr(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(4.0 / mse)
 
 
+def paired(diff: torch.Tensor) -> str:
+    """``"mean ± s.e."`` of per-image differences ``(B,)``."""
+    return f"{diff.mean():+.2f} ± {diff.std() / len(diff) ** 0.5:.2f}"
+
+
 def machine() -> str:
     """The processor, torch threads and version; and the GPU when this process has used CUDA."""
     threads = torch.get_num_threads()

@@ -16,7 +16,7 @@ iterates, the cost at which the reference reaches each preset's PSNR (equal qual
 at each preset's NFE (equal cost); a plot shows mean PSNR against NFE and wall time.
 
 Each preset's result is cached under ``data_cache/compare/``, keyed by the solver, its
-parameters, the images, the problem, the prior's weights, the device and torch version, so adding
+parameters, the images (names and pixels), the problem, the prior's weights, the device and torch version, so adding
 a preset to a comparison does not rerun the others (DMPlug's 5,000 iterations take most of an
 hour on 12 images on a 2-core CPU). ``--fresh`` ignores the cache.
 
@@ -38,7 +38,8 @@ from pathlib import Path
 import torch
 
 from common import (
-    DEFAULT_MODEL, REPO, TEST_SPLIT_DIR, inpainting_problem, markdown_table, psnr, save_plot, split_images, write_report,
+    DEFAULT_MODEL, REPO, TEST_SPLIT_DIR, inpainting_problem, markdown_table, paired, psnr, save_plot, split_images,
+    write_report,
 )
 
 from monai_dmilo.networks.priors import build_generator  # noqa: E402
@@ -48,10 +49,10 @@ CACHE_DIR = REPO / "data_cache" / "compare"
 PROBLEM = {"task": "inpainting", "hidden": 0.7, "sigma": 0.01, "seed": 200}
 
 
-def weights_digest(module: torch.nn.Module) -> str:
-    """sha256 of a module's parameters and buffers (names, shapes and values)."""
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 of named tensors (names, shapes and values), e.g. a module's ``state_dict()``."""
     digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
+    for name, tensor in tensors.items():
         digest.update(name.encode())
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -94,11 +95,6 @@ def folder_label(folder: Path) -> str:
     """``folder`` relative to the repository when it lies inside it."""
     folder = folder.resolve()
     return str(folder.relative_to(REPO)) if folder.is_relative_to(REPO) else str(folder)
-
-
-def paired(diff: torch.Tensor) -> str:
-    """``"mean ± s.e."`` of per-image differences ``(B,)``."""
-    return f"{diff.mean():+.2f} ± {diff.std() / len(diff) ** 0.5:.2f}"
 
 
 def first_reaching(trace_psnr: torch.Tensor, quality: float) -> int | None:
@@ -179,14 +175,13 @@ def main() -> None:
     channels, *size = generator.image_shape
     names, x = split_images(args.start, args.stride, args.count, args.image_dir, channels)
     if list(x.shape[-2:]) != size:
-        parser.error(f"--image-dir {args.image_dir}: images are {tuple(x.shape[-2:])}, the prior generates {tuple(size)}.")
+        parser.error(f"--image-dir {args.image_dir}: images are {tuple(x.shape[-2:])}, "
+                     f"the prior generates {tuple(size)}.")
     x = x.to(device)
     y, operator = inpainting_problem(x, hidden=PROBLEM["hidden"], sigma=PROBLEM["sigma"], seed=PROBLEM["seed"])
     print(f"test images: {', '.join(names)}", flush=True)
-    context = {"problem": PROBLEM, "prior": weights_digest(generator), "device": device.type,
-               "torch": torch.__version__}
-    if args.image_dir.resolve() != TEST_SPLIT_DIR.resolve():  # the default folder is implied by older cache keys
-        context["image_dir"] = str(args.image_dir.resolve())
+    context = {"problem": PROBLEM, "prior": tensors_digest(generator.state_dict()),
+               "pixels": tensors_digest({"x": x}), "device": device.type, "torch": torch.__version__}
 
     results = {name: solve_cached(name, y, operator, generator, names, context, args.fresh, args.trace_every)
                for name in args.presets}
@@ -220,10 +215,10 @@ def main() -> None:
     write_report(args.output, "Paired comparison of solver presets on a test split", command.strip(), table)
 
     def draw_curves(axes):
-        for ax, key, label in ((axes[0, 0], "nfe", "NFE per image"), (axes[0, 1], "elapsed", "wall s per image")):
+        per_image = ((axes[0, 0], "nfe", 1, "NFE per image"), (axes[0, 1], "elapsed", args.count, "wall s per image"))
+        for ax, key, divisor, label in per_image:  # NFE is counted per image, elapsed time per batch
             for name in args.presets:
-                trace = results[name]["trace"]
-                cost = trace[key].double() / (1 if key == "nfe" else args.count)
+                cost = results[name]["trace"][key].double() / divisor
                 line, = ax.plot(cost, trace_psnr[name].mean(1), label=Path(name).stem)
                 ax.plot(cost[-1], float(quality[name].mean()), "o", color=line.get_color())
             ax.set_xscale("log")

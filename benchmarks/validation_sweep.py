@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from common import (
-    DEFAULT_MODEL, REPO, inpainting_problem, markdown_table, psnr, save_plot, split_images, write_report,
+    DEFAULT_MODEL, REPO, inpainting_problem, markdown_table, paired, psnr, save_plot, split_images, write_report,
 )
 
 from monai_dmilo.networks.priors import build_generator  # noqa: E402
@@ -88,7 +88,7 @@ def main() -> None:
         diff = quality[value] - ref
         rows.append([
             f"{value:g}", str(nfe[value]), f"{quality[value].mean():.2f} ± {quality[value].std():.2f}",
-            f"{diff.mean():+.2f} ± {diff.std() / len(diff) ** 0.5:.2f}", f"{int((diff >= 0).sum())} / {len(diff)}",
+            paired(diff), f"{int((diff >= 0).sum())} / {len(diff)}",
         ])
     fixed = "".join(f", {k} = {v}" for k, v in args.settings)
     table = (f"`{args.preset}` with {'its num_inner M' if name == 'M' else name} varied{fixed}; {args.count} "
@@ -111,6 +111,7 @@ def main() -> None:
         ax.set_title(f"{args.preset} on the validation split")
 
     save_plot(args.output.with_suffix(".png"), draw)
+
 
 if __name__ == "__main__":
     main()
