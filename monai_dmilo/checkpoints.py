@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -98,10 +99,24 @@ def load_state_dict(
         actual = sha256_of(path)
         if actual != sha256.lower():
             raise ValueError(
-                f"sha256 mismatch for checkpoint {str(path)!r}: expected {sha256.lower()}, got {actual}. "
-                "The file is corrupted, incomplete, or not the expected checkpoint."
+                f"checkpoint {str(path)!r} does not match the expected sha256 {sha256.lower()} (the file's is "
+                f"{actual}): it is another checkpoint, or an incomplete copy."
             )
-    obj = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower() or "weights_only" in str(err):
+            raise ValueError(
+                f"checkpoint {str(path)!r} holds Python objects besides tensors, which a weights-only load "
+                "refuses (checkpoints are never unpickled as code here); save its state_dict() with "
+                "torch.save and pass that file."
+            ) from None
+        raise ValueError(f"checkpoint {str(path)!r} is not a PyTorch checkpoint (torch.save file).") from None
+    except (RuntimeError, EOFError, OSError, KeyError, IndexError, ValueError, TypeError, AttributeError) as err:
+        raise ValueError(
+            f"checkpoint {str(path)!r} is not a PyTorch checkpoint (torch.save file), or is incomplete "
+            f"(reading it failed with {type(err).__name__})."
+        ) from None
     return _unwrap(obj, path)
 
 

@@ -10,6 +10,7 @@ Supported files: PNG/JPEG (natural images; converted to the prior's channel coun
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from collections import OrderedDict
 from pathlib import Path
@@ -41,6 +42,8 @@ IMAGE_SUFFIXES: dict[str, str] = {
     ".nii": "nifti",
     ".nii.gz": "nifti",
 }
+
+logger = logging.getLogger(__name__)
 
 
 def image_format(path: str | Path) -> str | None:
@@ -153,13 +156,18 @@ def expand_volumes(items: list[dict]) -> list[dict]:
 
 
 def _spatial_size(path: str) -> tuple[int, int]:
-    if image_format(path) == "png":
-        from PIL import Image
+    from nibabel.filebasedimages import ImageFileError
 
-        with Image.open(path) as im:
-            width, height = im.size
-        return height, width
-    shape = _squeeze_trailing(_nifti_shape(path))
+    try:
+        if image_format(path) == "png":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                width, height = im.size
+            return height, width
+        shape = _squeeze_trailing(_nifti_shape(path))
+    except (OSError, EOFError, ImageFileError) as err:  # PIL's UnidentifiedImageError is an OSError
+        raise ValueError(f"{path} could not be read as an image: {type(err).__name__}: {err}") from None
     return shape[0], shape[1]
 
 
@@ -306,6 +314,22 @@ class LoadImageForPriord(MapTransform):
         super().__init__(keys)
         self.channels = int(channels)
         self.base_seed = int(base_seed)
+        self._conversions_logged: set[tuple[str, int]] = set()
+
+    def _log_conversion(self, path: str) -> None:
+        """Log once per transform (one run) that colour images are turned into the prior's channels."""
+        from PIL import Image
+
+        with Image.open(path) as im:
+            mode = im.mode
+        wanted = {1: ("L", "I", "I;16", "F", "1", "LA"), 3: ("RGB",)}.get(self.channels, ())
+        if mode in wanted or (mode, self.channels) in self._conversions_logged:
+            return
+        self._conversions_logged.add((mode, self.channels))
+        logger.warning(
+            "%s is a %s image but the prior takes %d channel(s): it is converted (%s), as every such image "
+            "of this run", path, mode, self.channels, "grayscale, PIL 'L'" if self.channels == 1 else "RGB",
+        )
 
     def __call__(self, data: dict) -> dict:
         d = dict(data)
@@ -314,7 +338,12 @@ class LoadImageForPriord(MapTransform):
             fmt = image_format(path)
             slice_index = d.get("slice")
             slice_index = None if slice_index is None or int(slice_index) < 0 else int(slice_index)
+            if fmt == "png":
+                self._log_conversion(path)
             arr = read_image_array(path, channels=self.channels, slice_index=slice_index)
+            if not np.isfinite(arr).all():
+                where = f" (slice {slice_index})" if slice_index is not None else ""
+                raise ValueError(f"image {path}{where} holds NaN or infinite values; expected finite numbers.")
             if fmt == "png":
                 lo, hi = 0.0, 255.0
             else:

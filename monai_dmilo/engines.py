@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
 from monai.engines.utils import PrepareBatch
 
+from monai_dmilo.errors import exit_on_error
 from monai_dmilo.yaml_presets import CONFIG_ROOT, find_preset, preset_names, read_yaml_mapping
 
 __all__ = [
@@ -102,20 +103,6 @@ class InverseProblemPrepareBatch(PrepareBatch):
         return y, target, (), extras
 
 
-def exit_on_error(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn``; a user-input error becomes ``SystemExit`` with one line (no traceback).
-
-    Used by the bundle configs for the checks that run before any work starts (missing files,
-    empty folders, images the prior cannot take, checkpoints that do not fit the network).
-    """
-    try:
-        return fn(*args, **kwargs)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        one_line = " ".join(str(message).split())
-        raise SystemExit(f"monai_dmilo error: {one_line}") from None
-
-
 def select_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"``/``None``: ``cuda:<LOCAL_RANK>`` when CUDA is available, else CPU; or the given device."""
     if device is None or (isinstance(device, str) and device.lower() == "auto"):
@@ -123,9 +110,16 @@ def select_device(device: str | torch.device | None = "auto") -> torch.device:
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
         return torch.device("cpu")
     try:
-        return torch.device(device)
+        chosen = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"device must be 'auto' or a torch device string such as 'cpu', got {device!r}.") from None
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r} was asked for but this machine has no CUDA device; use 'cpu' or 'auto'.")
+        if chosen.index is not None and chosen.index >= count:
+            raise ValueError(f"device {device!r} does not exist: this machine has {count} CUDA device(s).")
+    return chosen
 
 
 def init_distributed(device: torch.device | str | None = None) -> int:
@@ -209,12 +203,21 @@ def load_task(name_or_path: str | Path) -> dict[str, Any]:
 def run_evaluator(evaluator: Any) -> None:
     """Run an Ignite evaluator; with nothing to do (a finished run, or an empty shard of a
     distributed run) fire ``STARTED`` and ``COMPLETED`` so that end-of-run handlers (volume
-    assembly, merging, summary, their barriers) still run."""
+    assembly, merging, summary, their barriers) still run.
+
+    Ctrl-C (a ``KeyboardInterrupt``, also the one :class:`~monai_dmilo.inferers.SolverInferer`
+    raises for an interrupted solve) ends the run with exit status 130; the unfinished batch has no
+    files and no metrics row, so a rerun redoes exactly it and what came after."""
     from ignite.engine import Events
 
     loader = evaluator.data_loader
     if len(loader) > 0:
-        evaluator.run()
+        try:
+            evaluator.run()
+        except KeyboardInterrupt:
+            logger.warning("interrupted: nothing of the unfinished batch was saved; images already finished are "
+                           "kept. Run the same command again to do the rest.")
+            raise SystemExit(130) from None
         return
     logger.info("no images left to process in this run")
     evaluator.fire_event(Events.STARTED)

@@ -34,12 +34,15 @@ from ignite.engine import Events
 from monai.utils import CommonKeys as Keys
 
 from monai_dmilo.engines import barrier, rank_and_world_size
+from monai_dmilo.run_files import atomic_path, remove_run_files, save_run_file
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
 __all__ = [
     "METRICS_CSV",
+    "check_output_dir",
+    "start_run",
     "prepare_output_dir",
     "pending_items",
     "read_results",
@@ -57,58 +60,74 @@ logger = logging.getLogger(__name__)
 METRICS_CSV = "metrics.csv"
 SETTINGS_JSON = "run_settings.json"
 SLICES_DIR = ".slices"
-_OUR_OUTPUTS = ("reconstructions", "panels", "measurements", METRICS_CSV, "summary.json", "summary.md", SETTINGS_JSON)
+_OUR_FOLDERS = ("reconstructions", "panels", "measurements")
 
 
 # --------------------------------------------------------------------------- run directory
 
 
-def prepare_output_dir(output_dir: str | Path, *, settings: Mapping[str, Any], overwrite: bool = False) -> str:
-    """Create (or re-open) the run directory; refuse to mix runs with different settings.
+def check_output_dir(output_dir: str | Path, *, settings: Mapping[str, Any], overwrite: bool = False) -> str:
+    """Check that ``output_dir`` can take this run; writes nothing (see :func:`start_run`).
 
-    * a new or empty folder: created, ``settings`` written to ``run_settings.json``;
-    * a folder from a run with the same settings: kept, so that the run resumes;
+    * a new or empty folder, or one from a run with the same settings (it resumes): accepted;
     * a folder from a run with other settings, or a non-empty folder that is not a run directory:
-      ``ValueError`` unless ``overwrite`` (then this run's previous outputs are deleted).
+      ``ValueError`` unless ``overwrite``.
 
     Returns:
         ``output_dir`` as a string.
     """
     out = Path(output_dir)
-    rank, _ = rank_and_world_size()
     settings = json.loads(json.dumps(dict(settings), default=str))
     settings_file = out / SETTINGS_JSON
     if out.exists() and not out.is_dir():
         raise ValueError(f"output_dir {str(output_dir)!r} exists and is not a folder.")
-    existing = json.loads(settings_file.read_text()) if settings_file.is_file() else None
-    non_empty = out.is_dir() and any(out.iterdir())
     if overwrite:
-        if rank == 0:
-            for name in (*_OUR_OUTPUTS, SLICES_DIR):
-                target = out / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                elif target.exists():
-                    target.unlink()
-            for partial in out.glob("metrics.rank*.csv") if out.is_dir() else ():
-                partial.unlink()
-    elif existing is not None and existing != settings:
+        return str(out)
+    existing = json.loads(settings_file.read_text()) if settings_file.is_file() else None
+    if existing is not None and existing != settings:
         changed = sorted(k for k in set(existing) | set(settings) if existing.get(k) != settings.get(k))
         raise ValueError(
             f"output_dir {str(output_dir)!r} holds a run with other settings (differs in {changed}); "
             "choose another output_dir or pass --overwrite true."
         )
-    elif existing is None and non_empty:
+    if existing is None and out.is_dir() and any(out.iterdir()):
         raise ValueError(
             f"output_dir {str(output_dir)!r} is not empty and is not a monai_dmilo run directory; "
             "choose another output_dir or pass --overwrite true."
         )
+    return str(out)
+
+
+def start_run(output_dir: str | Path, *, settings: Mapping[str, Any], overwrite: bool = False) -> str:
+    """Create the run directory and write ``run_settings.json``, after every check has passed.
+
+    With ``overwrite``, the previous run's outputs are deleted first: its fixed-name files
+    (``metrics.csv``, summaries, settings), its slice cache and the files its manifest lists
+    (:mod:`monai_dmilo.run_files`); files a user put in ``reconstructions/`` etc. stay.
+    """
+    out = Path(output_dir)
+    rank, _ = rank_and_world_size()
+    settings = json.loads(json.dumps(dict(settings), default=str))
+    if overwrite and rank == 0 and out.is_dir():
+        for name in (METRICS_CSV, "summary.json", "summary.md", SETTINGS_JSON, *[p.name for p in out.glob("metrics.rank*.csv")]):
+            (out / name).unlink(missing_ok=True)
+        if (out / SLICES_DIR).is_dir():
+            shutil.rmtree(out / SLICES_DIR)
+        removed = remove_run_files(out, folders=_OUR_FOLDERS)
+        logger.info("overwrite: removed %d files of the previous run in %s", removed, out)
     barrier()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        settings_file.write_text(json.dumps(settings, indent=2, sort_keys=True))
+        with atomic_path(out / SETTINGS_JSON) as tmp:
+            tmp.write_text(json.dumps(settings, indent=2, sort_keys=True))
     barrier()
     return str(out)
+
+
+def prepare_output_dir(output_dir: str | Path, *, settings: Mapping[str, Any], overwrite: bool = False) -> str:
+    """:func:`check_output_dir` then :func:`start_run` (for scripts without separate checks)."""
+    check_output_dir(output_dir, settings=settings, overwrite=overwrite)
+    return start_run(output_dir, settings=settings, overwrite=overwrite)
 
 
 def read_results(output_dir: str | Path) -> list[dict[str, str]]:
@@ -123,9 +142,9 @@ def read_results(output_dir: str | Path) -> list[dict[str, str]]:
     return list(rows.values())
 
 
-def pending_items(items: Sequence[Mapping[str, Any]], output_dir: str | Path) -> list[dict]:
-    """The items whose ``name`` has no row yet in the run's results (resume support)."""
-    done = {row["name"] for row in read_results(output_dir)}
+def pending_items(items: Sequence[Mapping[str, Any]], output_dir: str | Path, *, overwrite: bool = False) -> list[dict]:
+    """The items whose ``name`` has no row yet in the run's results (resume support); all with ``overwrite``."""
+    done = set() if overwrite else {row["name"] for row in read_results(output_dir)}
     todo = [dict(i) for i in items if i["name"] not in done]
     if done:
         logger.info("resuming in %s: %d of %d images already done", output_dir, len(items) - len(todo), len(items))
@@ -302,22 +321,24 @@ class ReconstructionSaver(_PerImageHandler):
         out.mkdir(parents=True, exist_ok=True)
         data = _to_original_range(pred, lo, hi)
         if fmt == "png":
-            _save_png(data, out / f"{name}.png")
+            save_run_file(self.output_dir, out / f"{name}.png", lambda tmp: _save_png(data, tmp))
             return
         if fmt != "nifti":
-            np.save(out / f"{name}.npy", data)
+            save_run_file(self.output_dir, out / f"{name}.npy", lambda tmp: np.save(tmp, data))
             return
         volume = str(_batch_value(batch, "volume", b, ""))
         if not volume:
-            _write_nifti(data[0], source, out / f"{name}.nii.gz")
+            save_run_file(self.output_dir, out / f"{name}.nii.gz", lambda tmp: _write_nifti(data[0], source, tmp))
             return
         folder = self.output_dir / SLICES_DIR / volume
         folder.mkdir(parents=True, exist_ok=True)
         k = int(_batch_value(batch, "slice", b))
-        np.save(folder / f"s{k:05d}.npy", data[0])
+        with atomic_path(folder / f"s{k:05d}.npy") as tmp:
+            np.save(tmp, data[0])
         meta = folder / "volume.json"
         if not meta.is_file():
-            meta.write_text(json.dumps({"source": source, "num_slices": int(_batch_value(batch, "num_slices", b))}))
+            with atomic_path(meta) as tmp:
+                tmp.write_text(json.dumps({"source": source, "num_slices": int(_batch_value(batch, "num_slices", b))}))
 
     def _on_completed(self, engine: Engine) -> None:
         barrier()
@@ -336,8 +357,7 @@ class ReconstructionSaver(_PerImageHandler):
                 continue
             data = np.stack([np.load(s) for s in slices], axis=-1)
             target = self.output_dir / "reconstructions" / f"{folder.name}.nii.gz"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _write_nifti(data, meta["source"], target)
+            save_run_file(self.output_dir, target, lambda tmp: _write_nifti(data, meta["source"], tmp))
             written.append(target)
         return written
 
@@ -423,7 +443,7 @@ class PanelSaver(_PerImageHandler):
             x0 = i * (w + gap)
             canvas.paste(Image.fromarray(tile), (x0, header))
             draw.text((x0 + 2, 2), label, fill="black")
-        canvas.save(path)
+        save_run_file(self.output_dir, path, lambda tmp: canvas.save(tmp, format="PNG"))
 
 
 def _load_lpips(device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
@@ -530,21 +550,22 @@ class MetricsCSVWriter:
         self._append(rows)
 
     def _append(self, rows: list[dict[str, Any]]) -> None:
+        """Add ``rows`` by rewriting the whole file under a temporary name and renaming it: an
+        interrupt leaves the previous table or the new one, never a half-written row."""
         path = self.csv_path
         path.parent.mkdir(parents=True, exist_ok=True)
+        old: list[dict[str, str]] = []
         fields = list(rows[0])
-        new = not path.is_file() or path.stat().st_size == 0
-        if not new:
+        if path.is_file() and path.stat().st_size > 0:
             with path.open(newline="") as f:
-                header = next(csv.reader(f), None)
-            if header:
-                fields = header + [k for k in fields if k not in header]
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            if new:
+                reader = csv.DictReader(f)
+                old = list(reader)
+                fields = list(reader.fieldnames or []) + [k for k in fields if k not in (reader.fieldnames or [])]
+        with atomic_path(path) as tmp:
+            with tmp.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
                 writer.writeheader()
-            writer.writerows(rows)
-            f.flush()
+                writer.writerows([*old, *rows])
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -618,14 +639,16 @@ class RunSummary:
             "metrics": metrics,
             "wall_time_this_run_s": round(elapsed, 2),
         }
-        (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        with atomic_path(self.output_dir / "summary.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2, default=str))
         lines = ["| setting | value |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in self.settings.items()]
         lines += [f"| images | {len(rows)} |", f"| wall time of this run | {elapsed:.1f} s |", ""]
         if metrics:
             lines += ["| metric | mean ± std |", "|---|---|"]
             lines += [f"| {k.upper() if k != 'seconds' else 'seconds / image'} | {v['mean']:.4f} ± {v['std']:.4f} |" for k, v in metrics.items()]
-        (self.output_dir / "summary.md").write_text("\n".join(lines) + "\n")
+        with atomic_path(self.output_dir / "summary.md") as tmp:
+            tmp.write_text("\n".join(lines) + "\n")
         logger.info("summary of %d images written to %s", len(rows), self.output_dir / "summary.md")
         for key, v in metrics.items():
             logger.info("  %s: %.4f ± %.4f", key, v["mean"], v["std"])
@@ -635,18 +658,22 @@ class RunSummary:
 class MeasurementSaver:
     """Save each simulated measurement and its per-image operator parameters as ``.npy`` under
     ``measurements/``, with ``measurements/datalist.json`` listing them for the inference
-    workflow (the clean image is named as ``reference`` for the output format and geometry).
+    workflow (the clean image is named as ``reference`` for the output format and geometry) and,
+    when given, the ``provenance`` record of what made them (:mod:`monai_dmilo.provenance`).
 
     Args:
         output_dir: the run directory.
         param_keys: batch keys of per-image operator parameters.
         measurement_key: the batch key of ``y``.
+        provenance: the task, prior and image shape the measurements were made with.
     """
 
-    def __init__(self, output_dir: str | Path, *, param_keys: Sequence[str] = (), measurement_key: str = "y") -> None:
+    def __init__(self, output_dir: str | Path, *, param_keys: Sequence[str] = (), measurement_key: str = "y",
+                 provenance: Mapping[str, Any] | None = None) -> None:
         self.output_dir = Path(output_dir)
         self.param_keys = tuple(param_keys)
         self.measurement_key = measurement_key
+        self.provenance = dict(provenance) if provenance is not None else None
 
     @property
     def folder(self) -> Path:
@@ -659,7 +686,6 @@ class MeasurementSaver:
 
     def __call__(self, engine: Engine) -> None:
         batch = engine.state.batch
-        self.folder.mkdir(parents=True, exist_ok=True)
         for b in range(len(batch["name"])):
             name = str(_batch_value(batch, "name", b))
             entry: dict[str, Any] = {"name": name}
@@ -667,7 +693,7 @@ class MeasurementSaver:
                 if key not in batch:
                     continue
                 value = torch.as_tensor(batch[key])[b].detach().cpu().numpy()
-                np.save(self.folder / f"{name}_{key}.npy", value)
+                save_run_file(self.output_dir, self.folder / f"{name}_{key}.npy", lambda tmp, v=value: np.save(tmp, v))
                 entry[key] = f"{name}_{key}.npy"
             source = _batch_value(batch, "image_path", b, "")
             if source:
@@ -679,11 +705,17 @@ class MeasurementSaver:
                         volume=volume,
                         num_slices=int(_batch_value(batch, "num_slices", b)),
                     )
-            (self.folder / f"{name}.json").write_text(json.dumps(entry))
+            text = json.dumps(entry)
+            save_run_file(self.output_dir, self.folder / f"{name}.json", lambda tmp, t=text: tmp.write_text(t))
 
     def _on_completed(self, engine: Engine | None = None) -> None:
         barrier()
         if rank_and_world_size()[0] == 0 and self.folder.is_dir():
-            entries = [json.loads(p.read_text()) for p in sorted(self.folder.glob("*.json")) if p.name != "datalist.json"]
-            (self.folder / "datalist.json").write_text(json.dumps({"data": entries}, indent=1))
+            entries = [json.loads(p.read_text()) for p in sorted(self.folder.glob("*.json"))
+                       if p.name != "datalist.json" and not p.name.startswith(".tmp")]
+            record: dict[str, Any] = {"data": entries}
+            if self.provenance is not None:
+                record["provenance"] = self.provenance
+            text = json.dumps(record, indent=1)
+            save_run_file(self.output_dir, self.folder / "datalist.json", lambda tmp: tmp.write_text(text))
         barrier()

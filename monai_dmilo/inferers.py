@@ -98,6 +98,10 @@ class SolverInferer(Inferer):
 
         Returns:
             ``x`` ``(B, C, H, W)`` on ``inputs``' device, in its (real) dtype.
+
+        Raises:
+            KeyboardInterrupt: the solve was interrupted (Ctrl-C): the evaluator stops without
+                handing the truncated estimate to its handlers.
         """
         if args:
             raise TypeError(
@@ -113,6 +117,9 @@ class SolverInferer(Inferer):
             params = {k: _plain(v) for k, v in {**self.operator_params, **kwargs}.items()}
             operator = self._build_operator(params)
             output = self.solver.solve(y, operator, network, seed=seed)
+        if output.interrupted:
+            # the solver stopped early on Ctrl-C; a workflow must not record that estimate as a result
+            raise KeyboardInterrupt("the solve was interrupted")
         self.last_output = output
         dtype = y.real.dtype if y.is_complex() else y.dtype
         return output.x.to(device=inputs.device, dtype=dtype)

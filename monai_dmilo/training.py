@@ -4,7 +4,7 @@ The pieces are MONAI's own: a ``DiffusionModelUNet`` (epsilon prediction), a ``D
 (linear betas, 1000 steps), a ``DiffusionInferer`` and ``DiffusionPrepareBatch`` inside a
 ``monai.engines.SupervisedTrainer``. This module adds the handlers a prior needs to be shipped:
 
-* :class:`LossCSVLogger`: ``iteration, epoch, loss, elapsed_s`` rows in a CSV file;
+* :class:`LossCSVLogger`: ``iteration, epoch, loss, elapsed_s, lr`` rows in a CSV file;
 * :class:`StateDictExporter`: the network's plain ``state_dict`` (the EMA copy when one is kept),
   written atomically every ``interval`` iterations and at the end (this is the file that ships);
 * :class:`SampleGridSaver`: a PNG grid of DDIM samples when training completes;
@@ -19,7 +19,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import shutil
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,6 +29,8 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform, RandomizableTransform
 from torch import nn
+
+from monai_dmilo.training_recipe import LR_SCHEDULES, MinSNRPrepareBatch, WeightedDiffusionInferer, lr_factor
 
 __all__ = [
     "build_diffusion_unet",
@@ -178,7 +182,7 @@ class RandScaleFromFloord(MapTransform, RandomizableTransform):
 
 
 class LossCSVLogger:
-    """Append ``iteration, epoch, loss, elapsed_s`` to a CSV file every ``interval`` iterations.
+    """Append ``iteration, epoch, loss, elapsed_s, lr`` to a CSV file every ``interval`` iterations.
 
     The loss written is the mean over the iterations since the previous row. Appends when the file
     exists (so a resumed run continues the same log).
@@ -196,7 +200,7 @@ class LossCSVLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
             with self.path.open("w", newline="") as f:
-                csv.writer(f).writerow(["iteration", "epoch", "loss", "elapsed_s"])
+                csv.writer(f).writerow(["iteration", "epoch", "loss", "elapsed_s", "lr"])
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration)
         engine.add_event_handler(Events.COMPLETED, self._flush)
 
@@ -212,7 +216,7 @@ class LossCSVLogger:
         with self.path.open("a", newline="") as f:
             csv.writer(f).writerow(
                 [engine.state.iteration, engine.state.epoch, f"{self._sum / self._count:.6f}",
-                 f"{time.time() - self._start:.1f}"]
+                 f"{time.time() - self._start:.1f}", f"{engine.optimizer.param_groups[0]['lr']:.3e}"]
             )
         self._sum, self._count = 0.0, 0
 
@@ -234,6 +238,9 @@ class StateDictExporter:
     format of ``configs/models/*.yaml`` is written next to the checkpoint (same stem, ``.yaml``),
     with ``checkpoint`` (relative to the YAML) and ``sha256`` filled in, so that the trained prior
     plugs straight into the evaluate/inference workflows (``--model_config``).
+
+    With ``keep_snapshots``, every save also keeps a copy ``snapshots/<stem>_it<iteration>.pt`` next
+    to it, so that sample quality can be measured along the run (``benchmarks/prior_quality.py``).
     """
 
     def __init__(
@@ -243,11 +250,13 @@ class StateDictExporter:
         *,
         interval: int = 500,
         model_config: dict[str, Any] | None = None,
+        keep_snapshots: bool = False,
     ) -> None:
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}.")
         self.network, self.path, self.interval = network, Path(path), int(interval)
         self.model_config = dict(model_config) if model_config is not None else None
+        self.keep_snapshots = bool(keep_snapshots)
 
     def attach(self, engine: Any) -> None:
         from ignite.engine import Events
@@ -261,6 +270,10 @@ class StateDictExporter:
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
         torch.save(state, tmp)
         os.replace(tmp, self.path)
+        if self.keep_snapshots and engine is not None:
+            snapshot = self.path.parent / "snapshots" / f"{self.path.stem}_it{engine.state.iteration:07d}.pt"
+            snapshot.parent.mkdir(exist_ok=True)
+            shutil.copyfile(self.path, snapshot)
         if self.model_config is not None:
             import yaml
 
@@ -372,9 +385,14 @@ def create_prior_trainer(
     beta_start: float = 1e-4,
     beta_end: float = 0.02,
     ema_decay: float | None = 0.999,
+    lr_schedule: str = "constant",
+    lr_warmup: int = 0,
+    min_snr_gamma: float | None = None,
+    keep_snapshots: bool = False,
     checkpoint_interval: int = 500,
     log_interval: int = 50,
     resume_from: str | os.PathLike | None = None,
+    overwrite: bool = False,
     export_name: str = "model.pt",
     network_params: dict[str, Any] | None = None,
     sample_grid: bool = True,
@@ -406,9 +424,18 @@ def create_prior_trainer(
         num_train_timesteps, beta_start, beta_end: the DDPM linear schedule.
         ema_decay: decay of the exponential moving average of the weights (None: no EMA); warmed
             up as ``min(ema_decay, (1 + t) / (10 + t))`` at iteration ``t``.
+        lr_schedule, lr_warmup: ``"constant"``, ``"cosine"`` or ``"linear"`` decay to 0 at the last
+            iteration after ``lr_warmup`` linear warm-up iterations
+            (:func:`monai_dmilo.training_recipe.lr_factor`); the total is ``max_epochs`` epochs.
+        min_snr_gamma: Min-SNR-gamma loss weighting (None: plain MSE); see
+            :mod:`monai_dmilo.training_recipe`.
+        keep_snapshots: keep a copy of every export under ``snapshots/`` (quality along the run).
         checkpoint_interval: iterations between checkpoints and exports.
         log_interval: iterations between loss rows.
-        resume_from: a checkpoint written by a previous run (``checkpoint/*.pt``).
+        resume_from: a checkpoint written by a previous run (``checkpoint/*.pt``); the run continues
+            it and appends to its ``loss.csv``.
+        overwrite: replace a previous run's files in ``output_dir``. Without it (and without
+            ``resume_from``) an ``output_dir`` holding a run is refused, so nothing is lost.
         export_name: file name of the exported plain state_dict.
         network_params: the network's constructor arguments; when given, a model config YAML
             (``configs/models`` format) is written next to the exported state_dict.
@@ -421,7 +448,6 @@ def create_prior_trainer(
     from monai.engines import SupervisedTrainer
     from monai.engines.utils import DiffusionPrepareBatch
     from monai.handlers import CheckpointLoader, CheckpointSaver
-    from monai.inferers import DiffusionInferer
     from monai.utils import set_determinism
 
     if not isinstance(network, nn.Module):
@@ -436,9 +462,14 @@ def create_prior_trainer(
         raise ValueError(f"ema_decay must be in (0, 1) or None, got {ema_decay!r}.")
     if checkpoint_interval < 1:
         raise ValueError(f"checkpoint_interval must be >= 1, got {checkpoint_interval}.")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {lr_schedule!r}.")
+    if not isinstance(lr_warmup, int) or lr_warmup < 0:
+        raise ValueError(f"lr_warmup must be a non-negative integer, got {lr_warmup!r}.")
 
-    set_determinism(seed=seed)
     output_dir = Path(output_dir)
+    _claim_output_dir(output_dir, export_name, resume_from=resume_from, overwrite=overwrite)
+    set_determinism(seed=seed)
     output_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if device is not None else next(network.parameters()).device
     network = network.to(device)
@@ -446,6 +477,12 @@ def create_prior_trainer(
     scheduler = build_ddpm_scheduler(
         num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end
     )
+    if min_snr_gamma is None:
+        prepare_batch = DiffusionPrepareBatch(num_train_timesteps=num_train_timesteps)
+    else:
+        prepare_batch = MinSNRPrepareBatch(
+            num_train_timesteps, alphas_cumprod=scheduler.alphas_cumprod, gamma=min_snr_gamma
+        )
     trainer = SupervisedTrainer(
         device=device,
         max_epochs=max_epochs,
@@ -454,13 +491,22 @@ def create_prior_trainer(
         network=network,
         optimizer=optimizer,
         loss_function=torch.nn.MSELoss(),
-        inferer=DiffusionInferer(scheduler),
-        prepare_batch=DiffusionPrepareBatch(num_train_timesteps=num_train_timesteps),
+        inferer=WeightedDiffusionInferer(scheduler),
+        prepare_batch=prepare_batch,
         amp=False,
         decollate=False,
     )
 
     save_dict: dict[str, Any] = {"network": network, "optimizer": optimizer, "trainer": trainer}
+    if lr_schedule != "constant" or lr_warmup > 0:
+        from monai.handlers import LrScheduleHandler
+
+        total = max_epochs * (epoch_length if epoch_length is not None else len(train_data_loader))
+        lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, partial(lr_factor, schedule=lr_schedule, warmup=lr_warmup, total=total)
+        )
+        LrScheduleHandler(lr_scheduler, print_lr=False, epoch_level=False).attach(trainer)
+        save_dict["lr_scheduler"] = lr_scheduler
     ema_network = network
     if ema_decay is not None:
         from ignite.engine import Events
@@ -494,7 +540,8 @@ def create_prior_trainer(
             "intensity": "images scaled to [-1, 1]",
         }
     StateDictExporter(
-        ema_network, output_dir / export_name, interval=checkpoint_interval, model_config=model_config
+        ema_network, output_dir / export_name, interval=checkpoint_interval, model_config=model_config,
+        keep_snapshots=keep_snapshots,
     ).attach(trainer)
     if sample_grid:
         SampleGridSaver(
@@ -502,6 +549,23 @@ def create_prior_trainer(
             num_samples=num_grid_samples, num_steps=grid_steps, seed=seed,
         ).attach(trainer)
     return trainer
+
+
+def _claim_output_dir(output_dir: Path, export_name: str, *, resume_from: Any, overwrite: bool) -> None:
+    """Refuse to write over a previous training run unless resuming it or told to overwrite."""
+    export = output_dir / export_name
+    ours = [output_dir / "loss.csv", output_dir / "checkpoint", export, export.with_suffix(".yaml"),
+            output_dir / "samples.png", output_dir / "snapshots"]
+    found = [p for p in ours if p.exists()]
+    if not found or resume_from is not None:
+        return
+    if not overwrite:
+        raise ValueError(
+            f"output_dir {str(output_dir)!r} holds a training run ({', '.join(p.name for p in found)}); "
+            "pass --resume_from <its checkpoint> to continue it, --overwrite true to replace it, or another output_dir."
+        )
+    for p in found:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def _ema_warmup(engine: Any, ema_decay: float) -> None:

@@ -77,29 +77,18 @@ def main(argv: list[str] | None = None) -> None:
         print(f"held-out eps MSE {mse:.4f} on {n} images of {args.heldout_dir}")
 
 
-def heldout_eps_mse(generator, heldout_dir: Path, *, max_items: int, seed: int, batch_size: int = 250):
-    """Mean ``||eps - network(sqrt(abar_t) x + sqrt(1 - abar_t) eps, t)||^2`` over held-out images.
-
-    ``generator`` is the prior's :class:`~monai_dmilo.generator.StepwiseDDIM` (its frozen network and
-    training schedule). Images are loaded and scaled exactly as the training config does
-    (``LoadImageForPriord``); ``t ~ U{0..T-1}`` and ``eps ~ N(0, I)`` come from ``seed``.
-    """
+def heldout_eps_mse(generator, heldout_dir: Path, *, max_items: int, seed: int) -> tuple[float, int]:
+    """Held-out epsilon MSE of ``generator``'s network on the images of ``heldout_dir``, loaded and
+    scaled exactly as the training config does (``LoadImageForPriord``); see
+    :func:`monai_dmilo.prior_quality.heldout_eps_mse`."""
     from monai_dmilo.data import LoadImageForPriord, build_datalist
+    from monai_dmilo.prior_quality import heldout_eps_mse as eps_mse
 
-    abar = generator.alphas_cumprod.float()
     items = build_datalist(dataset_dir=heldout_dir, max_items=max_items)
     load = LoadImageForPriord("image", channels=generator.image_shape[0])
-    images = torch.stack([load(item)["image"] for item in items])
-    gen = torch.Generator().manual_seed(seed)
-    total = 0.0
+    images = torch.stack([torch.as_tensor(load(item)["image"]) for item in items])
     with torch.no_grad():
-        for x in images.split(batch_size):
-            noise = torch.randn(x.shape, generator=gen)
-            t = torch.randint(0, len(abar), (x.shape[0],), generator=gen)
-            a = abar[t].view(-1, 1, 1, 1)
-            pred = generator.network(a.sqrt() * x + (1 - a).sqrt() * noise, t)[:, : x.shape[1]]
-            total += float(((pred - noise) ** 2).mean(dim=(1, 2, 3)).sum())
-    return total / len(images), len(images)
+        return eps_mse(generator.network, images, generator.alphas_cumprod, seed=seed), len(images)
 
 
 if __name__ == "__main__":

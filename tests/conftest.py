@@ -29,3 +29,24 @@ def tiny_generator():
         return StepwiseDDIM(tiny_unet(channels, seed), num_steps=num_steps, image_shape=(channels, size, size))
 
     return make
+
+
+def error_line(fn, *args, **kwargs) -> str:
+    """Run ``fn`` (a workflow step); return the one line a user sees for its user-input error.
+
+    In a ``python -m monai.bundle run`` process that line is what ``monai_dmilo.errors``' hook
+    prints instead of the traceback; here the exception chain is read directly. Fails the test when
+    ``fn`` succeeds or raises something that is not a user-input error.
+    """
+    from monai_dmilo.errors import one_line_message, user_error
+
+    try:
+        fn(*args, **kwargs)
+    except SystemExit as err:
+        return str(err)
+    except Exception as err:  # noqa: BLE001 - the chain is inspected below
+        root = user_error(err)
+        if root is None:
+            raise
+        return one_line_message(root)
+    pytest.fail(f"{getattr(fn, '__name__', fn)} raised no error")

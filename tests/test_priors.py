@@ -137,8 +137,36 @@ def test_checkpoint_argument_and_sha256(tmp_path):
     torch.testing.assert_close(net.state_dict()["conv_in.conv.weight"], source.state_dict()["conv_in.conv.weight"])
     good = hashlib.sha256(moved.read_bytes()).hexdigest()
     load_prior({**config, "sha256": good}, checkpoint=moved)
-    with pytest.raises(ValueError, match="sha256 mismatch"):
-        load_prior({**config, "sha256": "0" * 64}, checkpoint=moved)
+    load_prior(config, checkpoint=moved, checkpoint_sha256=good)
+    with pytest.raises(ValueError, match="does not match the expected sha256"):
+        load_prior(config, checkpoint=moved, checkpoint_sha256="0" * 64)
+    # a digest file next to the checkpoint is used when no digest is passed
+    (tmp_path / "elsewhere.pt.sha256").write_text("0" * 64 + "  elsewhere.pt\n")
+    with pytest.raises(ValueError, match="does not match the expected sha256"):
+        load_prior(config, checkpoint=moved)
+    (tmp_path / "elsewhere.pt.sha256").write_text(good + "\n")
+    load_prior(config, checkpoint=moved)
+
+
+def test_explicit_checkpoint_of_another_training_loads_unverified_with_a_log_line(tmp_path, caplog):
+    """A prior the user trained (other weights than the preset's) is not refused as a sha256 mismatch."""
+    import logging
+
+    path, _ = write_prior(tmp_path, "monai_unet", TINY_MONAI, [1, 16, 16])
+    config = load_model_config(path)
+    other = build_network(config)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.5)
+    trained = tmp_path / "my_prior.pt"
+    torch.save(other.state_dict(), trained)
+    with caplog.at_level(logging.INFO):
+        net = load_prior(config, checkpoint=trained)
+    assert "unverified" in caplog.text and str(trained) in caplog.text
+    torch.testing.assert_close(net.state_dict()["conv_in.conv.weight"], other.state_dict()["conv_in.conv.weight"])
+    # the config's own file is still checked against the config's sha256
+    with pytest.raises(ValueError, match="does not match the expected sha256"):
+        load_prior({**config, "sha256": "0" * 64}, checkpoint=config["checkpoint"])
 
 
 def test_device_argument(tmp_path):

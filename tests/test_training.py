@@ -209,3 +209,23 @@ def test_bundle_train_config_on_nifti_stacks_with_intensity_augmentation(tmp_pat
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     assert all(math.isfinite(float(r["loss"])) for r in rows)
     assert (out / "stack_prior.pt").is_file()
+
+
+def test_training_refuses_an_existing_run_unless_resumed_or_overwritten(tmp_path):
+    """Item 6 of the reliability issue: train.yaml into a used output_dir replaced prior.pt silently."""
+    def trainer(**kwargs):
+        return create_prior_trainer(
+            network=build_diffusion_unet(**TINY), train_data_loader=_loader(8, 4), max_epochs=1,
+            output_dir=tmp_path, image_shape=(1, 16, 16), device="cpu", log_interval=1,
+            checkpoint_interval=100, export_name="tiny.pt", sample_grid=False, **kwargs,
+        )
+
+    trainer().run()
+    before = (tmp_path / "tiny.pt").read_bytes()
+    with pytest.raises(ValueError, match="holds a training run.*--resume_from.*--overwrite true"):
+        trainer()
+    assert (tmp_path / "tiny.pt").read_bytes() == before           # nothing touched
+    trainer(overwrite=True).run()
+    rows = _loss_rows(tmp_path / "loss.csv")
+    assert [r["iteration"] for r in rows] == ["1", "2"]              # a fresh log, not appended
+    trainer(resume_from=tmp_path / "checkpoint" / "checkpoint_final.pt")   # resuming is allowed

@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -178,18 +179,42 @@ def build_network(config: str | os.PathLike | Mapping[str, Any]) -> nn.Module:
     return network
 
 
+def _explicit_checkpoint_sha256(path: Path, given: str | None, config: Mapping[str, Any]) -> str | None:
+    """The digest an explicitly named checkpoint is checked against (None: unverified, logged)."""
+    if given is not None:
+        return given
+    sidecar = path.with_name(path.name + ".sha256")
+    if sidecar.is_file():
+        words = sidecar.read_text().split()
+        if not words:
+            raise ValueError(f"checkpoint digest file {str(sidecar)!r} is empty; expected a hex sha256.")
+        return words[0]
+    own = config.get("checkpoint")
+    if own is not None and Path(own).resolve() == path.resolve():
+        return config["sha256"]
+    logging.getLogger(__name__).info(
+        "loading checkpoint %s unverified (no checkpoint_sha256 given and no %s next to it)", path, sidecar.name
+    )
+    return None
+
+
 def load_prior(
     config: str | os.PathLike | Mapping[str, Any],
     *,
     checkpoint: str | os.PathLike | None = None,
+    checkpoint_sha256: str | None = None,
     device: torch.device | str | None = None,
 ) -> nn.Module:
     """Build the config's network and load its weights; returned frozen and in eval mode.
 
     Args:
         config: model config (path, prior name or mapping; see :func:`load_model_config`).
-        checkpoint: a weights file overriding the config's ``checkpoint``. The config's ``sha256``
-            (it identifies the weights, wherever they are stored) is still checked.
+        checkpoint: a weights file overriding the config's ``checkpoint`` (e.g. a prior trained with
+            ``train.yaml``). It is checked against ``checkpoint_sha256``, else against the digest in a
+            ``<checkpoint>.sha256`` file next to it, else against the config's ``sha256`` when it is
+            the config's own file; otherwise it is loaded unverified (``weights_only``, strict) and a
+            log line says so.
+        checkpoint_sha256: expected hex sha256 of ``checkpoint``.
         device: where to put the network (default: CPU).
 
     Raises:
@@ -208,7 +233,10 @@ def load_prior(
             "or pass checkpoint=<path> (or edit 'checkpoint' in the model config)."
         )
     network = build_network(config)
-    state = load_state_dict(path, sha256=config["sha256"])
+    expected = config["sha256"]
+    if checkpoint is not None:
+        expected = _explicit_checkpoint_sha256(Path(path), checkpoint_sha256, config)
+    state = load_state_dict(path, sha256=expected)
     try:
         load_into(network, state, strict=True)
     except ValueError as err:
@@ -226,6 +254,7 @@ def build_generator(
     config: str | os.PathLike | Mapping[str, Any],
     *,
     checkpoint: str | os.PathLike | None = None,
+    checkpoint_sha256: str | None = None,
     num_steps: int = 3,
     schedule: str = "reference",
     device: torch.device | str | None = None,
@@ -235,7 +264,8 @@ def build_generator(
 
     Args:
         config: model config (path, prior name or mapping).
-        checkpoint: weights file overriding the config's.
+        checkpoint, checkpoint_sha256: weights file overriding the config's, and its expected digest
+            (see :func:`load_prior`).
         num_steps: DDIM steps N.
         schedule: ``"reference"`` or ``"uniform"`` timestep schedule.
         device: where to put the generator.
@@ -243,7 +273,7 @@ def build_generator(
             ...); they override the config's ``image_shape`` and ``schedule`` values.
     """
     config = load_model_config(config)
-    network = load_prior(config, checkpoint=checkpoint, device=device)
+    network = load_prior(config, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256, device=device)
     sched = config["schedule"]
     options: dict[str, Any] = {
         "image_shape": config["image_shape"],

@@ -59,6 +59,11 @@ class Blur(LinearOperator):
                 f"kernel of shape {tuple(self.kernel.shape)} has {kernel.shape[0]} per-sample kernels but "
                 f"{name} has batch size {batch}; expected (k, k) or ({batch}, k, k)."
             )
+        if kh > height or kw > width:
+            raise ValueError(
+                f"the blur kernel is {kh}x{kw} but the {name} image is {height}x{width}; expected a kernel no "
+                "larger than the image (choose a task preset made for this image size)."
+            )
         rows = pad_indices(height, kh - 1 - kh // 2, kh // 2, "reflect", device=x.device)
         cols = pad_indices(width, kw - 1 - kw // 2, kw // 2, "reflect", device=x.device)
         return kernel.to(device=x.device, dtype=real_dtype_of(x)).unsqueeze(1), rows, cols

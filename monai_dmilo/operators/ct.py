@@ -9,6 +9,14 @@ Geometry. Pixel ``(r, c)`` has its centre at ``(r, c)``; the rotation centre is 
 sampled at unit steps ``t`` over the image diagonal; the projection is the sum of the bilinearly
 interpolated image (zero outside it) over those samples. At ``theta = 0`` it is the column sums.
 
+Conventions (``convention=``). ``"centred"`` (default) is the geometry above. ``"skimage"`` is that
+of scikit-image's ``radon(image, theta, circle=False)`` and DeepInverse's ``Tomography``: the angle
+runs the other way (``theta`` there is ``-theta`` here), the rotation centre is pixel
+``(H // 2, W // 2)`` and there are ``ceil(sqrt(2) max(H, W))`` detectors at offsets
+``k - D // 2``; for even sizes that is one detector fewer than ``"centred"`` (91 vs 92 at 64 x 64)
+and a centre half a pixel off. scikit-image returns ``(detectors, angles)``; here the sinogram is
+``(B, C, angles, detectors)`` in both conventions, so transpose its output to compare.
+
 Bilinear sampling at fixed points is a sparse linear map ``P`` (four weights per sample). The
 forward pass samples with ``grid_sample`` (``align_corners=True`` so normalised coordinates map
 exactly onto pixel centres) and sums along each ray. The back-projection ``P^T`` is the
@@ -30,6 +38,7 @@ from .base import LinearOperator, as_real_parameter, check_image
 __all__ = ["CT"]
 
 _CHUNK_ELEMENTS = 2**24  # samples (x batch x channels) per chunk of angles
+CONVENTIONS = ("centred", "skimage")
 
 
 class _SampleTranspose(torch.autograd.Function):
@@ -60,6 +69,8 @@ class CT(LinearOperator):
             detector sees exactly one pixel column.
         image_size: ``(H, W)`` of the image domain, used by :meth:`adjoint`; default: the square
             image whose default detector count matches the sinogram.
+        convention: ``"centred"`` or ``"skimage"`` (angle direction, rotation centre and detector
+            count of scikit-image's ``radon(..., circle=False)``; see the module docstring).
 
     Example:
         >>> CT(angles=torch.linspace(0, 180, 6)[:-1])(torch.rand(1, 1, 32, 32)).shape
@@ -72,8 +83,12 @@ class CT(LinearOperator):
         *,
         num_detectors: int | None = None,
         image_size: tuple[int, int] | None = None,
+        convention: str = "centred",
     ) -> None:
         super().__init__()
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention must be one of {list(CONVENTIONS)}, got {convention!r}.")
+        self.convention = convention
         if not isinstance(angles, torch.Tensor):
             angles = torch.as_tensor(angles, dtype=torch.float64)
         self.angles = as_real_parameter(angles, name="angles", ndim=(1, 2))
@@ -94,8 +109,16 @@ class CT(LinearOperator):
         """Number of detector bins for an ``H x W`` image."""
         if self.num_detectors is not None:
             return self.num_detectors
+        if self.convention == "skimage":
+            return math.ceil(math.sqrt(2) * max(height, width))
         count = math.ceil(math.hypot(height, width) - 1e-9)
         return count + ((count - width) % 2)
+
+    def _num_samples(self, height: int, width: int) -> int:
+        """Samples per ray (unit steps)."""
+        if self.convention == "skimage":
+            return math.ceil(math.sqrt(2) * max(height, width))
+        return math.ceil(math.hypot(height, width))
 
     def _angles(self, batch: int, name: str, device: torch.device) -> torch.Tensor:
         """Angles in radians, float64, ``(1 or B, A)``."""
@@ -111,12 +134,17 @@ class CT(LinearOperator):
         """Normalised sampling grid ``(1|B, a * D, T, 2)`` of the rays at angles ``theta (1|B, a)``."""
         device = theta.device
         num_det = self.detectors(height, width)
-        num_t = math.ceil(math.hypot(height, width))
+        num_t = self._num_samples(height, width)
+        if self.convention == "skimage":
+            theta = -theta
+            det_centre, t_centre, centre_r, centre_c = num_det // 2, num_t // 2, height // 2, width // 2
+        else:
+            det_centre, t_centre, centre_r, centre_c = (num_det - 1) / 2, (num_t - 1) / 2, (height - 1) / 2, (width - 1) / 2
         cos, sin = torch.cos(theta)[..., None, None], torch.sin(theta)[..., None, None]
-        s = torch.arange(num_det, device=device, dtype=torch.float64).view(-1, 1) - (num_det - 1) / 2
-        t = torch.arange(num_t, device=device, dtype=torch.float64).view(1, -1) - (num_t - 1) / 2
-        col = (width - 1) / 2 + s * cos - t * sin
-        row = (height - 1) / 2 + s * sin + t * cos
+        s = torch.arange(num_det, device=device, dtype=torch.float64).view(-1, 1) - det_centre
+        t = torch.arange(num_t, device=device, dtype=torch.float64).view(1, -1) - t_centre
+        col = centre_c + s * cos - t * sin
+        row = centre_r + s * sin + t * cos
         # align_corners=True: -1 and 1 are the centres of the first and last pixels.
         gx = col * (2 / (width - 1)) - 1 if width > 1 else col * 0
         gy = row * (2 / (height - 1)) - 1 if height > 1 else row * 0
@@ -124,7 +152,7 @@ class CT(LinearOperator):
         return grid.reshape(theta.shape[0], -1, num_t, 2).to(dtype)
 
     def _chunks(self, num_angles: int, height: int, width: int, columns: int) -> list[slice]:
-        per_angle = self.detectors(height, width) * math.ceil(math.hypot(height, width)) * max(columns, 1)
+        per_angle = self.detectors(height, width) * self._num_samples(height, width) * max(columns, 1)
         step = max(1, _CHUNK_ELEMENTS // per_angle)
         return [slice(i, i + step) for i in range(0, num_angles, step)]
 
@@ -181,7 +209,7 @@ class CT(LinearOperator):
                 f"(B, C, {self.angles.shape[-1]}, {self.detectors(height, width)}) for {height}x{width} images."
             )
         theta = self._angles(batch, "y", y.device)
-        num_t = math.ceil(math.hypot(height, width))
+        num_t = self._num_samples(height, width)
         image = None
         for chunk in self._chunks(num_angles, height, width, batch * channels):
             grid = self._grid(theta[:, chunk], height, width, y.dtype).expand(batch, -1, -1, -1).contiguous()

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,7 +16,7 @@ from .dmilo import DMILO
 from .dmilo_pgd import DMILOPGD, FIDELITY_STEPS
 from .dmplug import DMPlug
 from .dps import DPS
-from .presets import available_presets, load_solver_preset
+from .presets import available_presets, load_solver_preset, resolve_solver_preset
 from .selection import SELECTION_RULES, SelectionRule, build_selection
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "build_from_preset",
     "build_selection",
     "load_solver_preset",
+    "resolve_solver_preset",
+    "solver_parameters",
     "per_sample_mean_square",
     "per_sample_sum_square",
 ]
@@ -46,10 +49,34 @@ SOLVERS: dict[str, Callable[..., Solver]] = {
 }
 
 
-def build(name: str, **hyperparameters: Any) -> Solver:
-    """A solver by registry name with its keyword hyperparameters."""
+def solver_parameters(name: str) -> list[str]:
+    """The keyword hyperparameters the solver ``name`` takes (its class's and its bases')."""
     if name not in SOLVERS:
         raise ValueError(f"solver name must be one of {sorted(SOLVERS)}, got {name!r}.")
+    names: list[str] = []
+    for cls in getattr(SOLVERS[name], "__mro__", (SOLVERS[name],)):
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self" and p.name not in names:
+                names.append(p.name)
+    return names
+
+
+def build(name: str, **hyperparameters: Any) -> Solver:
+    """A solver by registry name with its keyword hyperparameters.
+
+    Raises:
+        ValueError: an unknown solver name, or hyperparameters the solver does not take (the
+            valid names are listed).
+    """
+    valid = solver_parameters(name)
+    unknown = sorted(set(hyperparameters) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"solver {name!r} takes no parameter {', '.join(map(repr, unknown))}; its parameters are {sorted(valid)}."
+        )
     return SOLVERS[name](**hyperparameters)
 
 

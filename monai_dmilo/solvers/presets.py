@@ -5,11 +5,11 @@ The paper's per-task settings (ALGORITHMS.md, section 7) live there as data, not
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from monai_dmilo.yaml_presets import CONFIG_ROOT, find_preset, preset_names, read_yaml_mapping
 
-__all__ = ["PRESET_DIR", "available_presets", "load_solver_preset"]
+__all__ = ["PRESET_DIR", "available_presets", "load_solver_preset", "resolve_solver_preset"]
 
 #: ``configs/solvers`` of the source tree.
 PRESET_DIR = CONFIG_ROOT / "solvers"
@@ -35,3 +35,46 @@ def load_solver_preset(name_or_path: str | Path) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ValueError(f"'params' of solver preset {path} must be a mapping, got {params!r}.")
     return {"solver": data["solver"], "params": dict(params)}
+
+
+def resolve_solver_preset(
+    preset: str | Path,
+    overrides: Mapping[str, Any] | str | None = None,
+    *,
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The solver name and parameters of a run: a preset with overrides, checked before any work.
+
+    Args:
+        preset: a ``configs/solvers`` preset name or YAML path.
+        overrides: parameters replacing the preset's (a mapping; ``{}`` keeps the preset); ``None``
+            takes ``defaults[<the preset's solver>]`` (e.g. the bundle's shrunken default run).
+        defaults: per-solver default overrides, keyed by registry name.
+
+    Returns:
+        ``{"solver": name, "params": {...}}``.
+
+    Raises:
+        ValueError: an unknown preset, overrides that are not a mapping, or keys the solver does not
+            take (the valid ones are listed).
+    """
+    from monai_dmilo.solvers import solver_parameters
+
+    spec = load_solver_preset(preset)
+    if overrides is None:
+        overrides = dict((defaults or {}).get(spec["solver"], {}))
+    if isinstance(overrides, str):
+        raise ValueError(
+            f"solver_overrides must be a mapping, e.g. --solver_overrides \"{{num_inner: 20}}\" (with braces); "
+            f"got the string {overrides!r}."
+        )
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"solver_overrides must be a mapping or null, got {overrides!r}.")
+    valid = solver_parameters(spec["solver"])
+    unknown = sorted(set(map(str, overrides)) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"solver_overrides {unknown} do not apply to solver {spec['solver']!r} (preset {str(preset)!r}); "
+            f"its parameters are {sorted(valid)}."
+        )
+    return {"solver": spec["solver"], "params": {**spec["params"], **dict(overrides)}}

@@ -1,0 +1,115 @@
+"""Training-recipe options: learning-rate schedules and Min-SNR weighting, each for the effect it claims."""
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+
+from monai_dmilo.training import ArrayImageDataset, build_diffusion_unet, build_ddpm_scheduler, create_prior_trainer
+from monai_dmilo.training_recipe import MinSNRPrepareBatch, WeightedDiffusionInferer, lr_factor, min_snr_weight
+
+TINY = {"channels": (8, 16), "attention_levels": (False, True), "num_head_channels": 8, "norm_num_groups": 8}
+
+
+def test_lr_factor_warmup_then_decay_to_zero():
+    total, warmup = 100, 10
+    assert lr_factor(0, schedule="cosine", warmup=warmup, total=total) == pytest.approx(0.1)
+    assert lr_factor(9, schedule="cosine", warmup=warmup, total=total) == pytest.approx(1.0)
+    assert lr_factor(10, schedule="cosine", warmup=warmup, total=total) == pytest.approx(1.0)
+    assert lr_factor(55, schedule="cosine", warmup=warmup, total=total) == pytest.approx(0.5)
+    assert lr_factor(55, schedule="linear", warmup=warmup, total=total) == pytest.approx(0.5)
+    assert lr_factor(99, schedule="linear", warmup=warmup, total=total) == pytest.approx(1 / 90)
+    assert lr_factor(99, schedule="cosine", warmup=warmup, total=total) < 0.001
+    assert lr_factor(99, schedule="constant", warmup=warmup, total=total) == 1.0
+    with pytest.raises(ValueError, match="lr_schedule"):
+        lr_factor(0, schedule="step", warmup=0, total=10)
+
+
+def test_min_snr_weight_at_known_timesteps():
+    scheduler = build_ddpm_scheduler()
+    abar = scheduler.alphas_cumprod
+    t = torch.tensor([0, 999])
+    w = min_snr_weight(t, abar, 5.0)
+    snr0 = abar[0] / (1 - abar[0])                 # ~ 1e4: clamped to 5
+    assert w[0] == pytest.approx(float(5.0 / snr0), rel=1e-5)
+    assert w[1] == pytest.approx(1.0)              # SNR ~ 4e-5 < 5: weight 1
+    t_mid = int(torch.argmin((abar / (1 - abar) - 5.0).abs()))
+    assert min_snr_weight(torch.tensor([t_mid]), abar, 5.0)[0] == pytest.approx(1.0, abs=0.02)
+
+
+def test_min_snr_prepare_batch_and_inferer_give_the_weighted_mse():
+    scheduler = build_ddpm_scheduler()
+    prepare = MinSNRPrepareBatch(1000, alphas_cumprod=scheduler.alphas_cumprod, gamma=5.0)
+    images = torch.rand(4, 1, 8, 8) * 2 - 1
+    torch.manual_seed(0)
+    inputs, target, args, kwargs = prepare({"image": images})
+    torch.manual_seed(0)
+    noise = torch.randn_like(images)
+    t = torch.randint(0, 1000, (4,))
+    assert torch.equal(kwargs["timesteps"], t) and torch.equal(kwargs["noise"], noise)
+
+    net = build_diffusion_unet(**TINY)
+    inferer = WeightedDiffusionInferer(scheduler)
+    pred_scaled = inferer(inputs, net, *args, **kwargs)
+    pred = inferer(inputs, net, noise=noise, timesteps=t)
+    loss = torch.nn.functional.mse_loss(pred_scaled, target)
+    w = min_snr_weight(t, scheduler.alphas_cumprod, 5.0)
+    expected = (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="min_snr_gamma"):
+        MinSNRPrepareBatch(1000, alphas_cumprod=scheduler.alphas_cumprod, gamma=0)
+
+
+def _train(tmp_path, **kwargs):
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(ArrayImageDataset(torch.rand(8, 16, 16, generator=torch.Generator().manual_seed(1))), batch_size=4, shuffle=True)
+    trainer = create_prior_trainer(
+        network=build_diffusion_unet(**TINY), train_data_loader=loader, image_shape=(1, 16, 16),
+        output_dir=tmp_path, device="cpu", log_interval=1, checkpoint_interval=100, sample_grid=False,
+        **kwargs,
+    )
+    trainer.run()
+    with (tmp_path / "loss.csv").open() as f:
+        return trainer, list(csv.DictReader(f))
+
+
+def test_trainer_cosine_schedule_reaches_zero_and_is_logged(tmp_path):
+    lr = 1e-3
+    trainer, rows = _train(tmp_path, max_epochs=5, lr=lr, lr_schedule="cosine", lr_warmup=2)   # 10 iterations
+    logged = [float(r["lr"]) for r in rows]
+    # the lr logged after iteration i (1-based) is the one iteration i + 1 would use: factor(i)
+    expected = [lr * lr_factor(i, schedule="cosine", warmup=2, total=10) for i in range(1, 11)]
+    assert logged == pytest.approx(expected, rel=1e-3, abs=1e-12)
+    assert logged[0] == pytest.approx(lr)          # warm-up over: lr * 2 / 2
+    assert logged[-2] == pytest.approx(lr * 0.5 * (1 + math.cos(math.pi * 7 / 8)), rel=1e-3)
+
+
+def test_trainer_constant_default_keeps_lr(tmp_path):
+    _, rows = _train(tmp_path, max_epochs=2, lr=5e-4)
+    assert {float(r["lr"]) for r in rows} == {5e-4}
+
+
+def test_trainer_min_snr_changes_the_loss(tmp_path):
+    _, plain = _train(tmp_path / "plain", max_epochs=1)
+    _, weighted = _train(tmp_path / "snr", max_epochs=1, min_snr_gamma=0.01)
+    # same seed, same first batch and draws: the weighted loss is the MSE times w(t) = min(1, 0.01 / SNR),
+    # below 0.1 for every t under ~750
+    assert float(weighted[0]["loss"]) < 0.5 * float(plain[0]["loss"])
+
+
+def test_trainer_refuses_bad_recipe_keys(tmp_path):
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _train(tmp_path, max_epochs=1, lr_schedule="step")
+    with pytest.raises(ValueError, match="lr_warmup"):
+        _train(tmp_path, max_epochs=1, lr_warmup=-1)
+
+
+def test_trainer_keeps_snapshots_of_every_export(tmp_path):
+    _train(tmp_path, max_epochs=3, keep_snapshots=True, export_name="tiny.pt")   # 6 iterations, interval 100
+    snapshots = sorted(p.name for p in (tmp_path / "snapshots").iterdir())
+    assert snapshots == ["tiny_it0000006.pt"]      # the final export only (no interval reached)
+    final = torch.load(tmp_path / "tiny.pt", weights_only=True)
+    snap = torch.load(tmp_path / "snapshots" / snapshots[0], weights_only=True)
+    assert all(torch.equal(final[k], snap[k]) for k in final)
