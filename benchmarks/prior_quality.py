@@ -138,6 +138,8 @@ def study_rows(study: Path, args, heldout, classifier, reference_features) -> li
     rows = []
     for run_dir in sorted(p for p in study.iterdir() if (p / "snapshots").is_dir()):
         recipe = run_dir.name
+        if args.recipes and recipe not in args.recipes:
+            continue
         batch = int(RECIPES.get(recipe, {}).get("batch_size", 32))
         with (run_dir / "loss.csv").open() as f:
             log = [(int(r["iteration"]), float(r["elapsed_s"]), float(r["loss"])) for r in csv.DictReader(f)]
@@ -224,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no_fd", action="store_true", help="skip the classifier Fréchet distance")
     parser.add_argument("--grid", type=Path, default=None, help="save the speckle samples as a PNG grid")
     parser.add_argument("--report", type=Path, default=None, help="with --study: markdown report to update")
+    parser.add_argument("--recipes", nargs="*", default=None, help="with --study: only these runs")
     args = parser.parse_args(argv)
 
     from monai_dmilo.networks.priors import load_model_config
