@@ -149,6 +149,8 @@ def study_rows(study: Path, args, heldout, classifier, reference_features) -> li
             last = k == len(snapshots) - 1
             key = f"{sha256_of(snap)}:{args.num_samples}:{args.steps}:{args.seed}"
             fd_wanted = classifier is not None and (last or args.fd_all)
+            if args.last_only and not last and key not in cache:
+                continue                                  # not measured yet: left for a full run
             if key not in cache or (fd_wanted and "classifier_fd" not in cache[key]):
                 row, _ = measure(run_dir / "prior.yaml", snap, heldout, args,
                                  classifier if fd_wanted else None, reference_features)
@@ -227,6 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grid", type=Path, default=None, help="save the speckle samples as a PNG grid")
     parser.add_argument("--report", type=Path, default=None, help="with --study: markdown report to update")
     parser.add_argument("--recipes", nargs="*", default=None, help="with --study: only these runs")
+    parser.add_argument("--last_only", action="store_true",
+                        help="with --study: measure only each run's last snapshot (earlier ones from the cache)")
     args = parser.parse_args(argv)
 
     from monai_dmilo.networks.priors import load_model_config
