@@ -24,7 +24,8 @@ _READ_ERRORS = (OSError, ValueError, RuntimeError, TypeError, KeyError, EOFError
 def _describe(item: Mapping[str, Any]) -> str:
     path = item.get("image") or item.get("y") or ""
     name = item.get("name", "?")
-    where = f" (slice {item['slice']})" if int(item.get("slice", -1) or -1) >= 0 else ""
+    slice_index = item.get("slice")
+    where = f" (slice {slice_index})" if slice_index is not None and int(slice_index) >= 0 else ""
     return f"{path!s}{where}" if path else f"item {name!r}"
 
 

@@ -565,7 +565,10 @@ def _claim_output_dir(output_dir: Path, export_name: str, *, resume_from: Any, o
             "pass --resume_from <its checkpoint> to continue it, --overwrite true to replace it, or another output_dir."
         )
     for p in found:
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def _ema_warmup(engine: Any, ema_decay: float) -> None:

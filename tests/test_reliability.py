@@ -462,3 +462,10 @@ def test_ct_skimage_convention_equals_scikit_image_radon(size):
     theta = np.array([0.0, 17.0, 45.0, 90.0, 133.0, 170.0])
     ours = CT(torch.tensor(theta), convention="skimage")(torch.from_numpy(image)[None, None])[0, 0].numpy().T
     np.testing.assert_allclose(ours, skimage_radon(image, theta=theta, circle=False), atol=1e-10)
+
+
+def test_preflight_names_slice_zero_of_a_volume():
+    from monai_dmilo.preflight import _describe
+
+    assert _describe({"image": "v.nii.gz", "slice": 0}) == "v.nii.gz (slice 0)"
+    assert _describe({"image": "a.png", "slice": -1}) == "a.png"
