@@ -129,6 +129,14 @@ def measure(model_config: Path, checkpoint: Path | None, heldout: torch.Tensor, 
     return row, samples
 
 
+def run_model_config(run_dir: Path) -> Path:
+    """The model config a training run exported (``<model_name>.yaml`` next to its checkpoint)."""
+    configs = sorted(p for p in run_dir.glob("*.yaml"))
+    if len(configs) != 1:
+        raise SystemExit(f"{run_dir} should hold exactly one exported model config (*.yaml), found {len(configs)}.")
+    return configs[0]
+
+
 def study_rows(study: Path, args, heldout, classifier, reference_features) -> list[dict]:
     """Measure every snapshot of every run under ``study`` (cached by sha256 in quality.json)."""
     from training_study import RECIPES
@@ -152,7 +160,7 @@ def study_rows(study: Path, args, heldout, classifier, reference_features) -> li
             if args.last_only and not last and key not in cache:
                 continue                                  # not measured yet: left for a full run
             if key not in cache or (fd_wanted and "classifier_fd" not in cache[key]):
-                row, _ = measure(run_dir / "prior.yaml", snap, heldout, args,
+                row, _ = measure(run_model_config(run_dir), snap, heldout, args,
                                  classifier if fd_wanted else None, reference_features)
                 cache[key] = row
                 cache_path.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
@@ -235,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from monai_dmilo.networks.priors import load_model_config
 
-    config_for_shape = args.model_config if args.model_config else next(args.study.glob("*/prior.yaml"))
+    config_for_shape = args.model_config if args.model_config else next(args.study.glob("*/*.yaml"))
     channels = int(load_model_config(config_for_shape)["image_shape"][0])
     heldout = load_folder(args.heldout_dir, channels)
     classifier = reference = None

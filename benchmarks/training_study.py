@@ -15,7 +15,9 @@ Recipes (equal images seen: ``--images`` per run; the iterations follow from the
 * ``cosine_ema``: lr warm-up (100 it) then cosine to 0, EMA 0.999;
 * ``cosine_ema_minsnr``: ``cosine_ema`` + Min-SNR-5 loss weighting;
 * ``cosine_ema_batch64``: ``cosine_ema`` with batch 64 (half the iterations);
-* ``cosine_ema_wide``: ``cosine_ema`` with width (64, 128, 128).
+* ``cosine_ema_wide``: ``cosine_ema`` with width (64, 128, 128);
+* ``v_ema``: ``parameterization: v`` (the UNet predicts v inside a module that outputs eps, trained
+  with the v-MSE), constant lr 4e-4 after 100 warm-up iterations, EMA 0.999.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ RECIPES: dict[str, dict] = {
     "cosine_ema_minsnr": {**COSINE_EMA, "min_snr_gamma": 5.0},
     "cosine_ema_batch64": {**COSINE_EMA, "batch_size": 64},
     "cosine_ema_wide": {**COSINE_EMA, "channels": "[64, 128, 128]"},
+    # v-prediction inside an eps-output module (monai_dmilo/networks/parameterization.py), constant lr
+    "v_ema": {"parameterization": "v", "lr": 0.0004, "ema_decay": 0.999, "lr_warmup": 100},
 }
 
 

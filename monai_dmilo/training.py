@@ -30,7 +30,8 @@ import torch
 from monai.transforms import MapTransform, RandomizableTransform
 from torch import nn
 
-from monai_dmilo.training_recipe import LR_SCHEDULES, MinSNRPrepareBatch, WeightedDiffusionInferer, lr_factor
+from monai_dmilo.networks.parameterization import PARAMETERIZATIONS, wrap_network
+from monai_dmilo.training_recipe import LR_SCHEDULES, WeightedDiffusionInferer, WeightedPrepareBatch, lr_factor
 
 __all__ = [
     "build_diffusion_unet",
@@ -388,6 +389,7 @@ def create_prior_trainer(
     lr_schedule: str = "constant",
     lr_warmup: int = 0,
     min_snr_gamma: float | None = None,
+    parameterization: str = "eps",
     keep_snapshots: bool = False,
     checkpoint_interval: int = 500,
     log_interval: int = 50,
@@ -427,8 +429,12 @@ def create_prior_trainer(
         lr_schedule, lr_warmup: ``"constant"``, ``"cosine"`` or ``"linear"`` decay to 0 at the last
             iteration after ``lr_warmup`` linear warm-up iterations
             (:func:`monai_dmilo.training_recipe.lr_factor`); the total is ``max_epochs`` epochs.
-        min_snr_gamma: Min-SNR-gamma loss weighting (None: plain MSE); see
+        min_snr_gamma: Min-SNR-gamma loss weighting (None: the parameterization's plain MSE); see
             :mod:`monai_dmilo.training_recipe`.
+        parameterization: ``"eps"`` (``network`` predicts eps) or ``"v"``: ``network`` predicts v
+            inside :class:`monai_dmilo.networks.parameterization.VPredictionEps`, which outputs eps,
+            trained with the v-MSE. The trained and exported module is the wrapper, so every consumer
+            still reads eps; the exported model config records ``parameterization``.
         keep_snapshots: keep a copy of every export under ``snapshots/`` (quality along the run).
         checkpoint_interval: iterations between checkpoints and exports.
         log_interval: iterations between loss rows.
@@ -466,22 +472,26 @@ def create_prior_trainer(
         raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {lr_schedule!r}.")
     if not isinstance(lr_warmup, int) or lr_warmup < 0:
         raise ValueError(f"lr_warmup must be a non-negative integer, got {lr_warmup!r}.")
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"parameterization must be one of {sorted(PARAMETERIZATIONS)}, got {parameterization!r}.")
 
     output_dir = Path(output_dir)
     _claim_output_dir(output_dir, export_name, resume_from=resume_from, overwrite=overwrite)
     set_determinism(seed=seed)
     output_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if device is not None else next(network.parameters()).device
-    network = network.to(device)
+    schedule = {"num_train_timesteps": num_train_timesteps, "beta_start": beta_start, "beta_end": beta_end}
+    network = wrap_network(network, parameterization, **schedule).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = build_ddpm_scheduler(
         num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end
     )
-    if min_snr_gamma is None:
+    if min_snr_gamma is None and parameterization == "eps":
         prepare_batch = DiffusionPrepareBatch(num_train_timesteps=num_train_timesteps)
     else:
-        prepare_batch = MinSNRPrepareBatch(
-            num_train_timesteps, alphas_cumprod=scheduler.alphas_cumprod, gamma=min_snr_gamma
+        prepare_batch = WeightedPrepareBatch(
+            num_train_timesteps, alphas_cumprod=scheduler.alphas_cumprod, min_snr_gamma=min_snr_gamma,
+            parameterization=parameterization,
         )
     trainer = SupervisedTrainer(
         device=device,
@@ -539,6 +549,8 @@ def create_prior_trainer(
                          "beta_end": float(beta_end)},
             "intensity": "images scaled to [-1, 1]",
         }
+        if parameterization != "eps":
+            model_config["parameterization"] = parameterization
     StateDictExporter(
         ema_network, output_dir / export_name, interval=checkpoint_interval, model_config=model_config,
         keep_snapshots=keep_snapshots,

@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     text, n = re.subn(r"(?m)^sha256:.*$", f"sha256: {digest}", text)
     if n != 1:
         raise ValueError(f"{config_path} must have exactly one top-level 'sha256:' line, found {n}.")
+    text = match_run_config(text, args.run_dir / f"{args.name}.yaml", config_path)
     config_path.write_text(text)
     yaml.safe_load(text)
 
@@ -75,6 +76,40 @@ def main(argv: list[str] | None = None) -> None:
     if args.heldout_dir is not None:
         mse, n = heldout_eps_mse(gen, args.heldout_dir, max_items=args.max_heldout, seed=args.seed)
         print(f"held-out eps MSE {mse:.4f} on {n} images of {args.heldout_dir}")
+
+
+def _with_defaults(params: dict) -> dict:
+    """MONAI ``DiffusionModelUNet`` params with every unset argument at its default (lists kept as lists)."""
+    import inspect
+
+    from monai.networks.nets import DiffusionModelUNet
+
+    defaults = {k: p.default for k, p in inspect.signature(DiffusionModelUNet.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    full = {**defaults, **params}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}
+
+
+def match_run_config(text: str, run_config: Path, config_path: Path) -> str:
+    """``text`` (the shipped model config) with the run's ``parameterization``; refuses other params.
+
+    The run's exported model config (``<name>.yaml`` next to its weights) says how the weights are
+    read; the shipped config must agree, or the weights would load into the wrong module.
+    """
+    if not run_config.is_file():
+        return text
+    run = yaml.safe_load(run_config.read_text())
+    shipped = yaml.safe_load(text)
+    if _with_defaults(run.get("params") or {}) != _with_defaults(shipped.get("params") or {}):
+        raise ValueError(f"{run_config} has network params {run.get('params')} but {config_path} has "
+                         f"{shipped.get('params')}: edit the shipped config's params first.")
+    wanted = run.get("parameterization", "eps")
+    text = re.sub(r"(?m)^parameterization:.*\n", "", text)
+    if wanted != "eps":
+        text, n = re.subn(r"(?m)^(schedule:.*\n)", rf"\1parameterization: {wanted}\n", text)
+        if n != 1:
+            raise ValueError(f"{config_path} must have exactly one top-level 'schedule:' line, found {n}.")
+    return text
 
 
 def heldout_eps_mse(generator, heldout_dir: Path, *, max_items: int, seed: int) -> tuple[float, int]:

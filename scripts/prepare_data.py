@@ -9,6 +9,9 @@ Sources (all available offline on a Debian machine with PyPI access):
   (``mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz``) shipped inside the ``nilearn`` wheel
   (``pip download --no-deps nilearn``; the file is read straight from the wheel, nilearn is not
   installed). One skull-stripped brain, 1 mm isotropic; 2D slices in three orientations.
+* Brain MRI (training, second subject): the Colin27 single-subject T1 brain, skull-stripped
+  (``ch2bet.nii.gz``, 1 mm) from Debian's ``mricron-data`` (``/usr/share/mricron/templates``;
+  BSD-3-clause, Copyright 2006-2010 Chris Rorden, per ``/usr/share/doc/mricron-data/copyright``).
 * Brain MRI (held-out evaluation): a different subject's T1 volume, ``KmeansTest_T1UCharRaw.nii.gz``
   (2 x 2 x 3 mm) with its brain mask ``KmeansTest_T1RawSkullStrip.nii.gz`` from Debian's
   ``insighttoolkit5-examples`` package. Never used for training.
@@ -22,13 +25,13 @@ the square are dropped. Stored intensities are in [0, 1]; the priors see ``2 * x
 Outputs, in the forms ``bundle/configs/train.yaml`` reads with ``--dataset_dir``:
 
 * ``data_cache/fashion_mnist/{train,test}/*.png`` (60,000 and 10,000 32x32 PNGs);
-* ``data_cache/brain_mri/train/mni152_{sagittal,coronal,axial}.nii.gz`` and
+* ``data_cache/brain_mri/train/{mni152,colin27}_{sagittal,coronal,axial}.nii.gz`` and
   ``data_cache/brain_mri/heldout/itk_t1_*.nii.gz``: ``(32, 32, N)`` stacks, slice ``k`` = ``[..., k]``;
 * the held-out sample images shipped in ``bundle/sample_images/{fashion_mnist,brain_mri}/``.
 
 Usage (the Debian packages need root; ``pip download`` fetches the nilearn wheel)::
 
-    apt-get install -y dataset-fashion-mnist insighttoolkit5-examples
+    apt-get install -y dataset-fashion-mnist insighttoolkit5-examples mricron-data
     python scripts/prepare_data.py --cache_dir data_cache --sample_dir bundle/sample_images
 """
 from __future__ import annotations
@@ -49,7 +52,9 @@ import torch.nn.functional as F
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 ITK_DATA_DIR = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
 MNI_MEMBER = "nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+COLIN27 = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
 ORIENTATIONS = {"sagittal": 0, "coronal": 1, "axial": 2}
+INSTALL_HINT = "install it with: apt-get update && apt-get install -y insighttoolkit5-examples mricron-data"
 
 
 # ----------------------------------------------------------------------------- Fashion-MNIST
@@ -166,12 +171,16 @@ def prepare_brain(
 
     out = cache_dir / "brain_mri"
     out.mkdir(parents=True, exist_ok=True)
-    vol, spacing = load_brain(fetch_mni_template(cache_dir))
-    train = [volume_slices(vol, spacing, ax, size=size, min_brain_fraction=min_brain_fraction)[0]
-             for ax in ORIENTATIONS.values()]
-    counts = {name: len(s) for name, s in zip(ORIENTATIONS, train)}
-    for name, imgs in zip(ORIENTATIONS, train):
-        write_slice_stack(imgs, out / "train" / f"mni152_{name}.nii.gz")
+    train, counts = [], {}
+    for subject, path in (("mni152", fetch_mni_template(cache_dir)), ("colin27", COLIN27)):
+        if not path.is_file():
+            raise FileNotFoundError(f"training subject {subject!r} not found at {str(path)!r}; {INSTALL_HINT}")
+        vol, spacing = load_brain(path)
+        for name, ax in ORIENTATIONS.items():
+            imgs = volume_slices(vol, spacing, ax, size=size, min_brain_fraction=min_brain_fraction)[0]
+            write_slice_stack(imgs, out / "train" / f"{subject}_{name}.nii.gz")
+            counts[f"{subject}_{name}"] = len(imgs)
+            train.append(imgs)
     train_arr = np.concatenate(train).astype(np.float32)
 
     hvol, hspacing = load_brain(

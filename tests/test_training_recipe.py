@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from monai_dmilo.training import ArrayImageDataset, build_diffusion_unet, build_ddpm_scheduler, create_prior_trainer
-from monai_dmilo.training_recipe import MinSNRPrepareBatch, WeightedDiffusionInferer, lr_factor, min_snr_weight
+from monai_dmilo.training_recipe import WeightedDiffusionInferer, WeightedPrepareBatch, lr_factor, min_snr_weight
 
 TINY = {"channels": (8, 16), "attention_levels": (False, True), "num_head_channels": 8, "norm_num_groups": 8}
 
@@ -41,7 +41,7 @@ def test_min_snr_weight_at_known_timesteps():
 
 def test_min_snr_prepare_batch_and_inferer_give_the_weighted_mse():
     scheduler = build_ddpm_scheduler()
-    prepare = MinSNRPrepareBatch(1000, alphas_cumprod=scheduler.alphas_cumprod, gamma=5.0)
+    prepare = WeightedPrepareBatch(1000, alphas_cumprod=scheduler.alphas_cumprod, min_snr_gamma=5.0)
     images = torch.rand(4, 1, 8, 8) * 2 - 1
     torch.manual_seed(0)
     inputs, target, args, kwargs = prepare({"image": images})
@@ -59,7 +59,7 @@ def test_min_snr_prepare_batch_and_inferer_give_the_weighted_mse():
     expected = (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     with pytest.raises(ValueError, match="min_snr_gamma"):
-        MinSNRPrepareBatch(1000, alphas_cumprod=scheduler.alphas_cumprod, gamma=0)
+        WeightedPrepareBatch(1000, alphas_cumprod=scheduler.alphas_cumprod, min_snr_gamma=0)
 
 
 def _train(tmp_path, **kwargs):
@@ -113,3 +113,67 @@ def test_trainer_keeps_snapshots_of_every_export(tmp_path):
     final = torch.load(tmp_path / "tiny.pt", weights_only=True)
     snap = torch.load(tmp_path / "snapshots" / snapshots[0], weights_only=True)
     assert all(torch.equal(final[k], snap[k]) for k in final)
+
+
+def test_v_parameterization_is_exact_for_the_true_v_and_bounds_x0():
+    """eps = sqrt(1 - abar) x_t + sqrt(abar) v is the true eps when F returns the true v."""
+    from monai_dmilo.generator import linear_alphas_cumprod
+    from monai_dmilo.networks.parameterization import VPredictionEps
+
+    abar = linear_alphas_cumprod().float()
+    x0, eps = torch.rand(3, 1, 8, 8) * 2 - 1, torch.randn(3, 1, 8, 8)
+    t = torch.tensor([0, 500, 999])
+    a = abar[t].view(-1, 1, 1, 1)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+    v = a.sqrt() * eps - (1 - a).sqrt() * x0
+
+    class Oracle(torch.nn.Module):
+        def forward(self, x, timesteps):
+            return v
+
+    out = VPredictionEps(Oracle())(xt, t)
+    assert torch.allclose(out, eps, atol=1e-4)
+    # an error of 0.1 in F moves the x0 estimate by at most 0.1 (a plain eps net's error is x156 at t=999)
+    class Off(torch.nn.Module):
+        def forward(self, x, timesteps):
+            return v + 0.1
+
+    eps_off = VPredictionEps(Off())(xt, t)
+    x0_off = (xt - (1 - a).sqrt() * eps_off) / a.sqrt()
+    assert (x0_off - x0).abs().max() <= 0.1 + 1e-3
+
+
+def test_v_weight_turns_the_eps_mse_into_the_v_mse():
+    from monai_dmilo.training_recipe import loss_weight
+
+    scheduler = build_ddpm_scheduler()
+    abar = scheduler.alphas_cumprod
+    t = torch.tensor([0, 999])
+    w = loss_weight(t, abar, parameterization="v")
+    assert w[1] == pytest.approx(float(1 / abar[999]), rel=1e-5) and w[1] > 1e4
+    assert torch.equal(loss_weight(t, abar), torch.ones(2))
+    # Min-SNR's weight is defined on the x0-MSE: the same eps-space weight for either parameterization
+    assert torch.equal(loss_weight(t, abar, min_snr_gamma=5.0, parameterization="v"), min_snr_weight(t, abar, 5.0))
+    with pytest.raises(ValueError, match="parameterization"):
+        loss_weight(t, abar, parameterization="x0")
+
+
+def test_trainer_v_parameterization_exports_a_loadable_eps_prior(tmp_path):
+    from monai_dmilo.networks.parameterization import VPredictionEps
+    from monai_dmilo.networks.priors import build_generator, load_model_config
+
+    trainer, rows = _train(tmp_path, max_epochs=2, parameterization="v", export_name="vprior.pt",
+                           network_params={"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "num_res_blocks": 1, **TINY})
+    assert isinstance(trainer.network, VPredictionEps)
+    config = load_model_config(tmp_path / "vprior.yaml")
+    assert config["parameterization"] == "v"
+    gen = build_generator(tmp_path / "vprior.yaml", num_steps=2)
+    assert isinstance(gen.network, VPredictionEps)
+    sample = gen(torch.randn(2, 1, 16, 16))
+    assert sample.shape == (2, 1, 16, 16) and torch.isfinite(sample).all()
+    # the same weights read as a plain eps network would be refused, not silently misread
+    config_eps = {**config, "parameterization": "eps"}
+    with pytest.raises(ValueError, match="does not match prior"):
+        build_generator(config_eps, num_steps=2)
+    with pytest.raises(ValueError, match="parameterization"):
+        _train(tmp_path / "bad", max_epochs=1, parameterization="x0")

@@ -11,6 +11,8 @@ parameters, where its weights are and which DDPM schedule it was trained with::
     checkpoint: ../../bundle/models/fashion_mnist_32.pt   # relative to this YAML file, or absolute
     sha256: null                        # hex digest checked before loading, when known
     schedule: {num_train_timesteps: 1000, beta_start: 0.0001, beta_end: 0.02}
+    parameterization: eps               # what the network predicts inside: eps (default) | v; the
+                                        # built module outputs eps either way (networks/parameterization.py)
     source: where to obtain the checkpoint (shown when the file is missing)
     description: free text (any other key is kept as metadata, e.g. intensity)
 
@@ -35,6 +37,7 @@ from monai_dmilo.yaml_presets import CONFIG_ROOT, preset_names, read_yaml_mappin
 from monai_dmilo.generator import StepwiseDDIM
 from monai_dmilo.networks.adm_unet import ADMUNet
 from monai_dmilo.networks.monai_unet import monai_unet
+from monai_dmilo.networks.parameterization import PARAMETERIZATIONS, wrap_network
 
 __all__ = ["ARCHITECTURES", "load_model_config", "build_network", "load_prior", "build_generator"]
 
@@ -58,7 +61,7 @@ ARCHITECTURES: dict[str, Callable[[Mapping[str, Any]], nn.Module]] = {
 
 _KEYS = {
     "name", "architecture", "params", "preset", "image_shape", "checkpoint", "sha256", "schedule",
-    "source", "description", "license",
+    "source", "description", "license", "parameterization",
 }
 _SCHEDULE_DEFAULTS = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"}
 # configs/models/ of a source checkout, used to resolve a bare prior name.
@@ -136,6 +139,11 @@ def load_model_config(
             f"{where}: schedule must be a mapping with keys among {sorted(_SCHEDULE_DEFAULTS)}, got {schedule!r}."
         )
     schedule = {**_SCHEDULE_DEFAULTS, **schedule}
+    parameterization = config.get("parameterization", "eps")
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(
+            f"{where}: parameterization must be one of {sorted(PARAMETERIZATIONS)}, got {parameterization!r}."
+        )
     if schedule["beta_schedule"] != "linear":
         raise ValueError(f"{where}: only the 'linear' beta_schedule is supported, got {schedule['beta_schedule']!r}.")
     checkpoint = config.get("checkpoint")
@@ -156,6 +164,7 @@ def load_model_config(
         "preset": config.get("preset"),
         "image_shape": tuple(shape),
         "schedule": schedule,
+        "parameterization": parameterization,
         "checkpoint": checkpoint,
         "sha256": sha256,
         "source": config.get("source"),
@@ -163,13 +172,18 @@ def load_model_config(
 
 
 def build_network(config: str | os.PathLike | Mapping[str, Any]) -> nn.Module:
-    """The config's network with random weights (no checkpoint is read).
+    """The config's network with random weights (no checkpoint is read), as an eps-prediction module.
 
     Raises:
         ValueError: the network's input channels disagree with ``image_shape``.
     """
     config = load_model_config(config)
     network = ARCHITECTURES[config["architecture"]](config)
+    sched = config["schedule"]
+    network = wrap_network(
+        network, config["parameterization"], num_train_timesteps=sched["num_train_timesteps"],
+        beta_start=sched["beta_start"], beta_end=sched["beta_end"],
+    )
     in_channels = getattr(network, "in_channels", None)
     if in_channels is not None and in_channels != config["image_shape"][0]:
         raise ValueError(

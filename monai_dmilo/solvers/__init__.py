@@ -1,7 +1,7 @@
 """Solvers: the algorithms only (ALGORITHMS.md, sections 3-9). No I/O, no metrics, no ground truth.
 
 ``build(name, **hyperparameters)`` makes a solver by registry name (``dmilo``, ``dmilo_pgd``,
-``dmplug``, ``dps``); ``build_from_preset(name_or_path, **overrides)`` makes one from a
+``dmplug``, ``dps``, and ``tv``: TV-regularised least squares, no network); ``build_from_preset(name_or_path, **overrides)`` makes one from a
 ``configs/solvers`` preset. Every solver has
 ``solve(y, operator, generator, *, seed=None, z_init=None) -> SolverOutput``.
 """
@@ -16,6 +16,7 @@ from .dmilo import DMILO
 from .dmilo_pgd import DMILOPGD, FIDELITY_STEPS
 from .dmplug import DMPlug
 from .dps import DPS
+from .tv import TV
 from .presets import available_presets, load_solver_preset, resolve_solver_preset
 from .selection import SELECTION_RULES, SelectionRule, build_selection
 
@@ -25,6 +26,7 @@ __all__ = [
     "DMILOPGD",
     "DMPlug",
     "DPS",
+    "TV",
     "FIDELITY_STEPS",
     "SELECTION_RULES",
     "SelectionRule",
@@ -46,6 +48,7 @@ SOLVERS: dict[str, Callable[..., Solver]] = {
     "dmilo_pgd": DMILOPGD,
     "dmplug": DMPlug,
     "dps": DPS,
+    "tv": TV,
 }
 
 
