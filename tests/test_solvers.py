@@ -10,7 +10,7 @@ from torch import nn
 
 from conftest import tiny_unet
 from monai_dmilo.generator import StepwiseDDIM, linear_alphas_cumprod
-from monai_dmilo.operators.base import ForwardOperator
+from monai_dmilo.operators.base import ForwardOperator, LinearOperator
 from monai_dmilo.solvers import (
     DMILO,
     SOLVERS,
@@ -29,6 +29,7 @@ FAST = {
     "dmplug": dict(num_iters=30, lr=0.02),
     "dps": dict(num_steps=10, zeta=1.0),
     "tv": dict(num_iters=60, lam=0.01, lr=0.05),
+    "diffpir": dict(num_steps=10, lam=1.0, zeta=0.5),
 }
 
 
@@ -99,10 +100,8 @@ class Identity(ForwardOperator):
         return x
 
 
-class PixelMask(ForwardOperator):
+class PixelMask(LinearOperator):
     """``A(x) = m * x`` with a (B|1, 1|C, H, W) binary mask."""
-
-    linear = True
 
     def __init__(self, mask: torch.Tensor) -> None:
         super().__init__()
@@ -111,14 +110,18 @@ class PixelMask(ForwardOperator):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.mask
 
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.mask
 
-class Downsample2(ForwardOperator):
+
+class Downsample2(LinearOperator):
     """2x average pooling: ``(B, C, H, W) -> (B, C, H/2, W/2)``."""
-
-    linear = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.avg_pool2d(x, 2)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return y.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1) / 4
 
 
 class ConvBlur(ForwardOperator):
@@ -140,10 +143,8 @@ class ConvBlur(ForwardOperator):
         return nn.functional.conv2d(xp, weight.to(x.dtype), groups=b * c).reshape(b, c, h, w)
 
 
-class FourierSubsample(ForwardOperator):
+class FourierSubsample(LinearOperator):
     """A complex measurement: the orthonormal 2D FFT restricted to a mask (toy MRI)."""
-
-    linear = True
 
     def __init__(self, mask: torch.Tensor) -> None:
         super().__init__()
@@ -151,6 +152,9 @@ class FourierSubsample(ForwardOperator):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.fft.fft2(x, norm="ortho") * self.mask
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.fft.ifft2(y * self.mask, norm="ortho")
 
 
 def random_mask(batch: int, size: int = 16, keep: float = 0.5, seed: int = 1) -> torch.Tensor:
@@ -203,6 +207,7 @@ TINY = {
     "dmplug": dict(num_iters=3),
     "dps": dict(num_steps=4),
     "tv": dict(num_iters=3),
+    "diffpir": dict(num_steps=4),
 }
 
 
@@ -307,7 +312,7 @@ def test_keyboard_interrupt_returns_current_estimate(name):
         seen.append(record)
         raise KeyboardInterrupt
 
-    params = {**FAST[name], **({"report_every": 1} if name in ("dmplug", "dps", "tv") else {})}
+    params = {**FAST[name], **({"report_every": 1} if name in ("dmplug", "dps", "tv", "diffpir") else {})}
     out = build(name, callback=stop, **params).solve(y, op, generator, seed=[1, 2])
     assert out.interrupted and len(seen) == 1
     assert out.history["data_fit"].shape == (1, 2)
@@ -609,3 +614,66 @@ def test_tv_denoises_toward_the_piecewise_constant_truth():
     assert (out.x - truth).square().mean() < 0.4 * (noisy.clamp(-1, 1) - truth).square().mean()
     # the noisy image's TV is 2.3x the truth's (51.5: a 32-pixel edge of height 1.6); TV's is within 15%
     assert total_variation(out.x, 1e-3) == pytest.approx(total_variation(truth, 1e-3), rel=0.15)
+
+
+# ---------------------------------------------------------------------------------------------
+# DiffPIR
+# ---------------------------------------------------------------------------------------------
+class OracleDenoiser(nn.Module):
+    """An eps-model whose clean prediction is always the fixed image ``x_star``."""
+
+    def __init__(self, x_star: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("x_star", x_star)
+        self.register_buffer("abar", linear_alphas_cumprod().to(x_star.dtype))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = self.abar[t].view(-1, 1, 1, 1)
+        return (x - a.sqrt() * self.x_star) / (1 - a).sqrt()
+
+
+def test_diffpir_with_an_exact_prior_follows_the_ddim_trajectory_in_closed_form():
+    """Prior and data agree on x*: every data step returns x*, eps stays (z0 - sqrt(abar_T) x*) / sqrt(1 - abar_T)
+    (zeta = 0), so the output is sqrt(abar_0) x* + sqrt(1 - abar_0) eps exactly."""
+    x_star = (torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 1.6 - 0.8)
+    generator = StepwiseDDIM(OracleDenoiser(x_star), num_steps=3, image_shape=(1, 16, 16)).double()
+    op = PixelMask(random_mask(2).double())
+    seen = []
+    out = build("diffpir", num_steps=20, zeta=0.0, lam=3.0, report_every=1, callback=seen.append).solve(
+        op(x_star), op, generator, seed=[0, 1])
+    abar = linear_alphas_cumprod()
+    z0 = torch.stack([torch.randn(1, 16, 16, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]).double()
+    eps = (z0 - abar[999].sqrt() * x_star) / (1 - abar[999]).sqrt()
+    torch.testing.assert_close(out.x, (abar[0].sqrt() * x_star + (1 - abar[0]).sqrt() * eps).clamp(-1, 1))
+    assert all(torch.allclose(r["x"], x_star) for r in seen[:-1])          # each step's x0_hat
+    assert out.nfe == 20 and out.nfe_backward == 0
+
+
+def test_diffpir_data_step_pulls_toward_the_measurement_by_rho():
+    """With a prior that always predicts 0, the observed pixels of x0_hat are y / (1 + rho_t) (inpainting's closed form)."""
+    zero = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    generator = StepwiseDDIM(OracleDenoiser(zero), num_steps=3, image_shape=(1, 16, 16)).double()
+    mask = random_mask(1).double()
+    y = mask * 0.5
+    seen = []
+    solver = build("diffpir", num_steps=5, zeta=1.0, lam=2.0, sigma_n=0.1, report_every=1, callback=seen.append)
+    solver.solve(y, PixelMask(mask), generator, seed=0)
+    gen5 = StepwiseDDIM(OracleDenoiser(zero), num_steps=5, schedule="uniform", image_shape=(1, 16, 16))
+    for record, (a_t, _) in zip(seen, gen5.step_coefficients):
+        rho = 2.0 * 0.1**2 * a_t / (1 - a_t)
+        observed = record["x"][mask.bool()]
+        torch.testing.assert_close(observed, torch.full_like(observed, 0.5 / (1 + rho)))
+        assert record["x"][~mask.bool()].abs().max() < 1e-12      # hidden pixels keep the prior's 0
+
+
+def test_diffpir_refuses_an_operator_without_a_proximal_step():
+    y, _, generator = mask_problem(1)
+
+    class Squared(ForwardOperator):
+        def forward(self, x):
+            return x.square()
+
+    with pytest.raises(TypeError, match="diffpir needs an operator with a proximal"):
+        build("diffpir", num_steps=2).solve(y, Squared(), generator, seed=0)
+    with pytest.raises(ValueError, match="zeta"):
+        build("diffpir", zeta=1.5)

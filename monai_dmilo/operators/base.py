@@ -60,6 +60,33 @@ class LinearOperator(ForwardOperator):
         """Apply ``A^*`` to a measurement ``y``; returns an image-shaped tensor."""
         raise NotImplementedError
 
+    #: conjugate-gradient iterations of the default :meth:`proximal`
+    proximal_cg_iters: int = 30
+
+    def proximal(self, z: torch.Tensor, y: torch.Tensor, rho: torch.Tensor | float) -> torch.Tensor:
+        """``argmin_x ||A x - y||^2 + rho ||x - z||^2`` for real images ``z`` ``(B, C, H, W)``.
+
+        ``rho``: a positive number or one per sample ``(B,)``. Solves the normal equations
+        ``(Re A^*A + rho) x = Re A^* y + rho z`` by :func:`~.linear_solve.conjugate_gradient`
+        (``proximal_cg_iters`` iterations from ``z``); operators with a closed form override it.
+        """
+        from .linear_solve import conjugate_gradient, real_part
+
+        rho = _per_sample(rho, z)
+        rhs = real_part(self.adjoint(y)) + rho * z
+        return conjugate_gradient(lambda x: real_part(self.adjoint(self(x))) + rho * x, rhs, z,
+                                  num_iters=self.proximal_cg_iters)
+
+
+def _per_sample(rho: torch.Tensor | float, z: torch.Tensor) -> torch.Tensor:
+    """``rho`` as a ``(B, 1, 1, 1)`` tensor in ``z``'s dtype and device."""
+    rho = torch.as_tensor(rho, dtype=z.dtype, device=z.device)
+    if rho.ndim == 0:
+        rho = rho.expand(z.shape[0])
+    if rho.shape != (z.shape[0],):
+        raise ValueError(f"rho must be a number or one per sample ({z.shape[0]},), got shape {tuple(rho.shape)}.")
+    return rho.view(-1, *([1] * (z.ndim - 1)))
+
 
 def check_tensor(
     value: object,

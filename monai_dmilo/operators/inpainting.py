@@ -56,6 +56,14 @@ class Inpainting(LinearOperator):
         check_image(y, name="y")
         return y * broadcast_mask(self.mask, y, x_name="y")
 
+    def proximal(self, z: torch.Tensor, y: torch.Tensor, rho: torch.Tensor | float) -> torch.Tensor:
+        """Closed form of ``argmin_x ||m x - y||^2 + rho ||x - z||^2``: ``(m y + rho z) / (m^2 + rho)``."""
+        from .base import _per_sample
+
+        m = broadcast_mask(self.mask, z, x_name="z")
+        rho = _per_sample(rho, z)
+        return (m * y + rho * z) / (m.square() + rho)
+
     def keep_measured(self, y: torch.Tensor) -> torch.Tensor:
         """``y`` with the hidden pixels (mask 0) set to zero."""
         check_image(y, name="y")

@@ -1,7 +1,7 @@
 """Solvers: the algorithms only (ALGORITHMS.md, sections 3-9). No I/O, no metrics, no ground truth.
 
 ``build(name, **hyperparameters)`` makes a solver by registry name (``dmilo``, ``dmilo_pgd``,
-``dmplug``, ``dps``, and ``tv``: TV-regularised least squares, no network); ``build_from_preset(name_or_path, **overrides)`` makes one from a
+``dmplug``, ``dps``, ``diffpir``, and ``tv``: TV-regularised least squares, no network); ``build_from_preset(name_or_path, **overrides)`` makes one from a
 ``configs/solvers`` preset. Every solver has
 ``solve(y, operator, generator, *, seed=None, z_init=None) -> SolverOutput``.
 """
@@ -15,6 +15,7 @@ from .base import Solver, SolverOutput, per_sample_mean_square, per_sample_sum_s
 from .dmilo import DMILO
 from .dmilo_pgd import DMILOPGD, FIDELITY_STEPS
 from .dmplug import DMPlug
+from .diffpir import DiffPIR
 from .dps import DPS
 from .tv import TV
 from .presets import available_presets, load_solver_preset, resolve_solver_preset
@@ -25,6 +26,7 @@ __all__ = [
     "DMILO",
     "DMILOPGD",
     "DMPlug",
+    "DiffPIR",
     "DPS",
     "TV",
     "FIDELITY_STEPS",
@@ -47,6 +49,7 @@ SOLVERS: dict[str, Callable[..., Solver]] = {
     "dmilo": DMILO,
     "dmilo_pgd": DMILOPGD,
     "dmplug": DMPlug,
+    "diffpir": DiffPIR,
     "dps": DPS,
     "tv": TV,
 }
