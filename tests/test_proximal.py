@@ -61,3 +61,36 @@ def test_conjugate_gradient_keeps_samples_apart_and_stops_at_zero_residual():
     x = conjugate_gradient(apply, b, torch.zeros_like(b), num_iters=5)
     torch.testing.assert_close(x[0], torch.linalg.solve(m, b[0]))
     assert torch.equal(x[1], torch.zeros(2, dtype=torch.float64))    # no NaN from a 0/0 step
+
+
+# CG iterations to converge (inpainting: closed form); blur's A*A has condition ~4e5 here
+PINV_ITERS = {"inpainting": None, "super_resolution": SIZE * SIZE, "mri": SIZE * SIZE, "mri_coils": SIZE * SIZE,
+              "blur": 300}
+
+
+@pytest.mark.parametrize("name", sorted(PINV_ITERS))
+def test_pseudo_inverse_matches_the_dense_pinv(name):
+    op = _operators()[name].double()
+    matrix = _dense(op)
+    x = torch.randn(2, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    y = op(x)
+    if PINV_ITERS[name] is not None:
+        op.pseudo_inverse_cg_iters = PINV_ITERS[name]
+    got = op.pseudo_inverse(y)
+    pinv = torch.linalg.pinv(matrix, rtol=1e-10)
+    for b in range(2):
+        yb = y[b].flatten()
+        yb = torch.cat([yb.real, yb.imag]) if yb.is_complex() else yb
+        torch.testing.assert_close(got[b].flatten(), pinv @ yb, atol=1e-5, rtol=1e-5)
+    # A A^+ A = A: the pseudo-inverse reproduces the measurement of any image
+    torch.testing.assert_close(op(got), y, atol=1e-6, rtol=1e-6)
+
+
+def test_pseudo_inverse_of_sparse_view_ct_reproduces_the_measurement():
+    """5 views of an 8 x 8 image: rank 35 of 64 with tiny singular values; CG from 0 fits y."""
+    op = _operators()["ct"].double()
+    x = torch.randn(1, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    op.pseudo_inverse_cg_iters = 1000
+    got = op.pseudo_inverse(op(x))
+    torch.testing.assert_close(op(got), op(x), atol=1e-7, rtol=0)
+    assert got.square().sum() < x.square().sum()        # a least-norm solution: no larger than x itself

@@ -11,6 +11,7 @@ from torch import nn
 from conftest import tiny_unet
 from monai_dmilo.generator import StepwiseDDIM, linear_alphas_cumprod
 from monai_dmilo.operators.base import ForwardOperator, LinearOperator
+from monai_dmilo.operators import build as build_operator
 from monai_dmilo.solvers import (
     DMILO,
     SOLVERS,
@@ -30,6 +31,8 @@ FAST = {
     "dps": dict(num_steps=10, zeta=1.0),
     "tv": dict(num_iters=60, lam=0.01, lr=0.05),
     "diffpir": dict(num_steps=10, lam=1.0, zeta=0.5),
+    "pigdm": dict(num_steps=10, guidance_weight=1.0),
+    "adjoint": dict(),
 }
 
 
@@ -186,7 +189,7 @@ def expected_nfe(name: str, params: dict, n: int) -> int:
         return n + params["num_outer"] * (n * params["num_inner"] + n)
     if name == "dmplug":
         return n * params["num_iters"] + n
-    if name == "tv":
+    if name in ("tv", "adjoint"):
         return 0
     return params["num_steps"]
 
@@ -200,7 +203,7 @@ def mask_problem(batch: int = 2, generator: StepwiseDDIM | None = None, dtype: t
 # ---------------------------------------------------------------------------------------------
 # contract tests, every solver
 # ---------------------------------------------------------------------------------------------
-SEEDLESS = {"tv"}
+SEEDLESS = {"tv", "adjoint"}
 TINY = {
     "dmilo": dict(num_outer=1, num_inner=2),
     "dmilo_pgd": dict(num_outer=1, num_inner=2),
@@ -208,6 +211,8 @@ TINY = {
     "dps": dict(num_steps=4),
     "tv": dict(num_iters=3),
     "diffpir": dict(num_steps=4),
+    "pigdm": dict(num_steps=4),
+    "adjoint": dict(),
 }
 
 
@@ -312,7 +317,7 @@ def test_keyboard_interrupt_returns_current_estimate(name):
         seen.append(record)
         raise KeyboardInterrupt
 
-    params = {**FAST[name], **({"report_every": 1} if name in ("dmplug", "dps", "tv", "diffpir") else {})}
+    params = {**FAST[name], **({"report_every": 1} if name in ("dmplug", "dps", "tv", "diffpir", "pigdm") else {})}
     out = build(name, callback=stop, **params).solve(y, op, generator, seed=[1, 2])
     assert out.interrupted and len(seen) == 1
     assert out.history["data_fit"].shape == (1, 2)
@@ -677,3 +682,64 @@ def test_diffpir_refuses_an_operator_without_a_proximal_step():
         build("diffpir", num_steps=2).solve(y, Squared(), generator, seed=0)
     with pytest.raises(ValueError, match="zeta"):
         build("diffpir", zeta=1.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# PiGDM and the pseudo-inverse reference
+# ---------------------------------------------------------------------------------------------
+class GaussianPriorDenoiser(nn.Module):
+    """The exact eps-model of a N(0, s^2 I) prior: x0_hat = sqrt(abar) s^2 x / (abar s^2 + 1 - abar)."""
+
+    def __init__(self, s: float) -> None:
+        super().__init__()
+        self.s2 = s * s
+        self.register_buffer("abar", linear_alphas_cumprod())
+
+    def gain(self, t: torch.Tensor) -> torch.Tensor:
+        a = self.abar[t].view(-1, 1, 1, 1)
+        return a.sqrt() * self.s2 / (a * self.s2 + 1 - a)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = self.abar[t].view(-1, 1, 1, 1).to(x.dtype)
+        return (x - a.sqrt() * self.gain(t).to(x.dtype) * x) / (1 - a).sqrt()
+
+
+def test_pigdm_one_step_with_a_gaussian_prior_in_closed_form():
+    """x0_hat = c x_t, so the guidance is c * M (y - x0_hat) for a mask M; eta = 0 leaves no noise."""
+    denoiser = GaussianPriorDenoiser(0.1)
+    generator = StepwiseDDIM(denoiser, num_steps=3, image_shape=(1, 16, 16)).double()
+    mask = random_mask(1).double()
+    op = build_operator("inpainting", mask=mask)
+    y = op(torch.full((1, 1, 16, 16), 0.05, dtype=torch.float64))
+    out = build("pigdm", num_steps=1, eta=0.0, guidance_weight=2.0).solve(y, op, generator, seed=3)
+    z0 = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(3)).double()
+    abar = linear_alphas_cumprod()
+    a_t, a_prev = abar[999], abar[0]
+    c = denoiser.gain(torch.tensor([999])).double()
+    x0 = c * z0
+    eps = (z0 - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+    expected = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps + 2.0 * (a_prev * a_t).sqrt() * c * mask * (y - x0)
+    torch.testing.assert_close(out.x, expected.clamp(-1, 1))
+    assert out.nfe == 1 and out.nfe_backward == 1
+
+
+def test_adjoint_is_zero_filling_for_a_mask_and_exact_for_full_kspace():
+    mask = random_mask(2)
+    x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    op = build_operator("inpainting", mask=mask)
+    out = build("adjoint").solve(op(x), op, toy_generator(), seed=0)
+    torch.testing.assert_close(out.x, x * mask)
+    mri = build_operator("mri", mask=torch.ones(16, 16))
+    torch.testing.assert_close(build("adjoint").solve(mri(x), mri, toy_generator(), seed=0).x, x, atol=1e-5, rtol=0)
+
+
+def test_pseudo_inverse_solvers_refuse_a_nonlinear_operator():
+    y, _, generator = mask_problem(1)
+
+    class Squared(ForwardOperator):
+        def forward(self, x):
+            return x.square()
+
+    for name in ("pigdm", "adjoint"):
+        with pytest.raises(TypeError, match=f"{name} needs an operator with a pseudo-inverse"):
+            build(name).solve(y, Squared(), generator, seed=0)

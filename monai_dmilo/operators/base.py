@@ -77,6 +77,24 @@ class LinearOperator(ForwardOperator):
         return conjugate_gradient(lambda x: real_part(self.adjoint(self(x))) + rho * x, rhs, z,
                                   num_iters=self.proximal_cg_iters)
 
+    #: conjugate-gradient iterations of the default :meth:`pseudo_inverse`
+    pseudo_inverse_cg_iters: int = 30
+
+    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """``A^+ y``, real images ``(B, C, H, W)``: the least-squares solution of least norm.
+
+        Conjugate gradient on ``Re A^*A x = Re A^* y`` from ``x = 0`` (which stays in the row space,
+        so it tends to the least-norm solution), ``pseudo_inverse_cg_iters`` iterations: exact after
+        as many iterations as ``Re A^*A`` has distinct eigenvalues (three for single-coil MRI on real
+        images), an early-stopped, hence regularised, solve for ill-conditioned operators (blur, CT).
+        Operators with a closed form override it (inpainting).
+        """
+        from .linear_solve import conjugate_gradient, real_part
+
+        rhs = real_part(self.adjoint(y))
+        return conjugate_gradient(lambda x: real_part(self.adjoint(self(x))), rhs, torch.zeros_like(rhs),
+                                  num_iters=self.pseudo_inverse_cg_iters)
+
 
 def _per_sample(rho: torch.Tensor | float, z: torch.Tensor) -> torch.Tensor:
     """``rho`` as a ``(B, 1, 1, 1)`` tensor in ``z``'s dtype and device."""

@@ -64,6 +64,11 @@ class Inpainting(LinearOperator):
         rho = _per_sample(rho, z)
         return (m * y + rho * z) / (m.square() + rho)
 
+    def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """``y / m`` where ``m != 0``, 0 elsewhere."""
+        m = broadcast_mask(self.mask, y, x_name="y")
+        return torch.where(m != 0, y / torch.where(m != 0, m, torch.ones_like(m)), torch.zeros_like(y))
+
     def keep_measured(self, y: torch.Tensor) -> torch.Tensor:
         """``y`` with the hidden pixels (mask 0) set to zero."""
         check_image(y, name="y")

@@ -34,20 +34,25 @@ def conjugate_gradient(
         b, x0: real ``(B, ...)`` right-hand side and start.
         num_iters: iterations (exact after ``n`` of them in exact arithmetic for ``n`` unknowns).
 
-    A sample whose residual is already zero stays where it is (its step size is taken as 0).
+    A sample stops moving once its residual is below ``100 eps`` of its first one (or is zero).
     """
     x = x0
     r = b - apply(x)
     p = r
     rr = _dot(r, r)
+    tiny = torch.finfo(rr.dtype).tiny
+    # converged once the residual is 100 machine epsilons of the first one: further steps would
+    # divide rounding errors by rounding errors (and blow up in a singular system's null space)
+    threshold = (rr * (100.0 * torch.finfo(rr.dtype).eps) ** 2).clamp_min(tiny)
     for _ in range(num_iters):
         mp = apply(p)
         pmp = _dot(p, mp)
-        alpha = torch.where(pmp > 0, rr / pmp.clamp_min(torch.finfo(pmp.dtype).tiny), torch.zeros_like(pmp))
+        active = (rr > threshold) & (pmp > 0)
+        alpha = torch.where(active, rr / pmp.clamp_min(tiny), torch.zeros_like(pmp))
         x = x + alpha * p
         r = r - alpha * mp
         rr_new = _dot(r, r)
-        beta = torch.where(rr > 0, rr_new / rr.clamp_min(torch.finfo(rr.dtype).tiny), torch.zeros_like(rr))
+        beta = torch.where(active, rr_new / rr.clamp_min(tiny), torch.zeros_like(rr))
         p = r + beta * p
-        rr = rr_new
+        rr = torch.where(active, rr_new, rr)
     return x

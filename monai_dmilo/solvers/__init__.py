@@ -1,7 +1,8 @@
 """Solvers: the algorithms only (ALGORITHMS.md, sections 3-9). No I/O, no metrics, no ground truth.
 
 ``build(name, **hyperparameters)`` makes a solver by registry name (``dmilo``, ``dmilo_pgd``,
-``dmplug``, ``dps``, ``diffpir``, and ``tv``: TV-regularised least squares, no network); ``build_from_preset(name_or_path, **overrides)`` makes one from a
+``dmplug``, ``dps``, ``diffpir``, ``pigdm``; ``tv``: TV-regularised least squares and ``adjoint``:
+``clip(A^+ y)``, neither using the network); ``build_from_preset(name_or_path, **overrides)`` makes one from a
 ``configs/solvers`` preset. Every solver has
 ``solve(y, operator, generator, *, seed=None, z_init=None) -> SolverOutput``.
 """
@@ -11,12 +12,14 @@ import inspect
 from pathlib import Path
 from typing import Any, Callable
 
+from .adjoint import Adjoint
 from .base import Solver, SolverOutput, per_sample_mean_square, per_sample_sum_square
 from .dmilo import DMILO
 from .dmilo_pgd import DMILOPGD, FIDELITY_STEPS
 from .dmplug import DMPlug
 from .diffpir import DiffPIR
 from .dps import DPS
+from .pigdm import PiGDM
 from .tv import TV
 from .presets import available_presets, load_solver_preset, resolve_solver_preset
 from .selection import SELECTION_RULES, SelectionRule, build_selection
@@ -28,6 +31,8 @@ __all__ = [
     "DMPlug",
     "DiffPIR",
     "DPS",
+    "PiGDM",
+    "Adjoint",
     "TV",
     "FIDELITY_STEPS",
     "SELECTION_RULES",
@@ -51,6 +56,8 @@ SOLVERS: dict[str, Callable[..., Solver]] = {
     "dmplug": DMPlug,
     "diffpir": DiffPIR,
     "dps": DPS,
+    "pigdm": PiGDM,
+    "adjoint": Adjoint,
     "tv": TV,
 }
 

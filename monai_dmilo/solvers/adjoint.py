@@ -1,0 +1,39 @@
+"""The no-prior reference: ``x = clip(A^+ y)``, the operator's pseudo-inverse applied to the measurement.
+
+Zero-filled reconstruction for masks and single-coil MRI (exact pseudo-inverses), the least-norm
+least-squares image for SR and multi-coil MRI, an early-stopped (regularised) conjugate-gradient
+solve for blur and CT (:meth:`~monai_dmilo.operators.base.LinearOperator.pseudo_inverse`). No
+network, no randomness: NFE 0 and the same output for every seed. History: one record.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .base import RunState, Solver, per_sample_mean_square
+
+__all__ = ["Adjoint"]
+
+
+class Adjoint(Solver):
+    """``clip(A^+ y)`` (see module docstring); ``selection``, ``progress``, ``callback`` as :class:`~.base.Solver`."""
+
+    name = "adjoint"
+
+    def _check_operator(self, operator: Any) -> None:
+        super()._check_operator(operator)
+        if not callable(getattr(operator, "pseudo_inverse", None)):
+            raise TypeError(
+                f"adjoint needs an operator with a pseudo-inverse, i.e. a linear operator with an adjoint; "
+                f"{type(operator).__name__} has none."
+            )
+
+    def _progress_total(self) -> int | None:
+        return 1
+
+    def _run(self, state: RunState, y: torch.Tensor, operator: Any, generator: Any, z0: torch.Tensor,
+             rngs: list[torch.Generator]) -> None:
+        with torch.no_grad():
+            x = operator.pseudo_inverse(y).to(z0.dtype).clamp(-1.0, 1.0)
+            state.record(x, {"data_fit": per_sample_mean_square(operator(x) - y)})
