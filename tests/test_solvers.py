@@ -743,3 +743,46 @@ def test_pseudo_inverse_solvers_refuse_a_nonlinear_operator():
     for name in ("pigdm", "adjoint"):
         with pytest.raises(TypeError, match=f"{name} needs an operator with a pseudo-inverse"):
             build(name).solve(y, Squared(), generator, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the discrepancy principle
+# ---------------------------------------------------------------------------------------------
+def test_discrepancy_rule_stops_each_sample_at_its_first_fit_below_the_noise_energy():
+    from monai_dmilo.solvers.selection import Discrepancy
+
+    y = torch.ones(2, 1, 4, 4)
+    y[1, :, :2] = 0.0                      # sample 1: half of y unmeasured (exact zeros)
+    rule = Discrepancy(sigma=0.1, tau=2.0)
+    rule.bind(y)                           # levels: 2 * 0.01 * 1 = 0.02 and 2 * 0.01 * 0.5 = 0.01
+    fits = [torch.tensor([0.05, 0.05]), torch.tensor([0.015, 0.015]), torch.tensor([0.001, 0.009]),
+            torch.tensor([0.0, 0.0])]
+    for k, fit in enumerate(fits):
+        rule.update(torch.full((2, 1, 4, 4), float(k)), fit, k)
+    x, index = rule.select(None)
+    assert rule.stopped_at.tolist() == [1, 2] and index.tolist() == [1, 2]
+    assert x[0].unique().tolist() == [1.0] and x[1].unique().tolist() == [2.0]
+    with pytest.raises(TypeError, match="selection"):
+        build("dmplug", selection="discrepancy")          # sigma is required
+    with pytest.raises(ValueError, match="tau"):
+        build("dmplug", selection="discrepancy", selection_params={"sigma": 0.01, "tau": 0})
+
+
+def test_dmplug_with_the_discrepancy_principle_stops_once_the_noise_level_is_reached():
+    generator = subspace_generator()
+    op = PixelMask(random_mask(2))
+    x = in_range_image(generator, 2)
+    sigma = 0.05
+    noise = sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    y = op(x + noise)
+    params = dict(num_iters=300, lr=0.05, report_every=1, check_every=1)
+    full = build("dmplug", **params).solve(y, op, generator, seed=[1, 2])
+    stopped = build("dmplug", selection="discrepancy", selection_params={"sigma": sigma}, **params).solve(
+        y, op, generator, seed=[1, 2])
+    level = sigma**2 * (y != 0).flatten(1).float().mean(1)
+    assert (stopped.stopped_at >= 0).all() and stopped.nfe < full.nfe
+    fit = stopped.history["data_fit"]
+    for b in range(2):
+        k = int(stopped.stopped_at[b])
+        assert fit[k, b] <= level[b] and (fit[:k, b] > level[b]).all()
+        torch.testing.assert_close(per_sample_mean_square(op(stopped.x) - y)[b], fit[k, b], atol=1e-6, rtol=1e-4)

@@ -362,9 +362,11 @@ class Solver:
         with torch.inference_mode(False), torch.enable_grad(), frozen(generator, operator):
             y = y.detach().clone()  # a normal tensor even if y was made under inference_mode
             z0, rngs = initial_noise(y, getattr(generator, "image_shape", None), seeds, z_init)
+            selection = build_selection(self.selection, **self.selection_params)
+            selection.bind(y)
             state = RunState(
                 y,
-                build_selection(self.selection, **self.selection_params),
+                selection,
                 progress_total=self._progress_total(),
                 progress=self.progress,
                 callback=self.callback,

@@ -10,6 +10,12 @@ syncs), so a batch gives every image the result it would get alone.
   DMPlug): the variance of the last ``window`` iterates around their mean is tracked; the iterate
   at which it reached its minimum is kept, and a sample stops once that minimum has not improved
   for ``patience`` records. Solvers stop iterating when every sample of the batch has stopped.
+* ``discrepancy``: Morozov's discrepancy principle: a sample stops at the first recorded iterate
+  whose data fit reaches ``tau`` times the noise energy expected at the truth,
+  ``mean(|A(x) - y|^2) <= tau * sigma^2 * f``, where ``f`` is the fraction of ``y``'s (real)
+  entries that are measured (non-zero: masking operators leave exact zeros where nothing is
+  observed). ``sigma`` is the task's noise level; ``tau`` (about 1) a setting. A sample that never
+  reaches it keeps its final iterate.
 """
 from __future__ import annotations
 
@@ -18,7 +24,9 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["SelectionRule", "FinalIterate", "LowestDataFit", "ESWMV", "SELECTION_RULES", "build_selection"]
+__all__ = [
+    "SelectionRule", "FinalIterate", "LowestDataFit", "ESWMV", "Discrepancy", "SELECTION_RULES", "build_selection",
+]
 
 
 class SelectionRule:
@@ -37,6 +45,9 @@ class SelectionRule:
         self.stopped: torch.Tensor | None = None
         self.stopped_at: torch.Tensor | None = None
         self._last_index = -1
+
+    def bind(self, y: torch.Tensor) -> None:
+        """See the measurement ``y`` ``(B, ...)`` once, before the first iterate (default: unused)."""
 
     def update(self, x: torch.Tensor, data_fit: torch.Tensor, index: int) -> None:
         """See iterate ``x`` (B, C, H, W) with its per-sample data fit ``(B,)``, record ``index``."""
@@ -140,15 +151,64 @@ class ESWMV(SelectionRule):
         return self._best_x, self._best_index
 
 
+class Discrepancy(SelectionRule):
+    """Stop each sample once its data fit reaches ``tau * sigma^2 * measured fraction`` (discrepancy principle).
+
+    Args:
+        sigma: the measurement noise standard deviation (the task's ``noise_sigma``; > 0).
+        tau: multiple of the expected noise energy that counts as fitted (1: exactly the noise).
+    """
+
+    can_stop = True
+
+    def __init__(self, *, sigma: float, tau: float = 1.0) -> None:
+        super().__init__()
+        for name, value in (("sigma", sigma), ("tau", tau)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}.")
+        self.sigma, self.tau = float(sigma), float(tau)
+        self._level: torch.Tensor | None = None
+        self._chosen: torch.Tensor | None = None
+        self._chosen_index: torch.Tensor | None = None
+
+    def bind(self, y: torch.Tensor) -> None:
+        real = torch.view_as_real(y) if y.is_complex() else y
+        measured = (real != 0).flatten(1).double().mean(1)
+        self._level = self.tau * self.sigma**2 * measured
+
+    def update(self, x: torch.Tensor, data_fit: torch.Tensor, index: int) -> None:
+        super().update(x, data_fit, index)
+        if self._level is None:
+            raise RuntimeError("the discrepancy rule was not bound to a measurement (call bind(y) first).")
+        x = x.detach()
+        if self._chosen is None:
+            self._chosen = x.clone()
+            self._chosen_index = torch.full((x.shape[0],), index, dtype=torch.long, device=x.device)
+            self.stopped_at = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
+        active = ~self.stopped
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        self._chosen = torch.where(active.view(shape), x, self._chosen)
+        self._chosen_index = torch.where(active, torch.full_like(self._chosen_index, index), self._chosen_index)
+        newly = active & (data_fit.detach().double() <= self._level.to(data_fit.device))
+        self.stopped_at = torch.where(newly, torch.full_like(self.stopped_at, index), self.stopped_at)
+        self.stopped = self.stopped | newly
+
+    def select(self, current: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        if self._chosen is None:
+            return super().select(current)
+        return self._chosen, self._chosen_index
+
+
 SELECTION_RULES: dict[str, Callable[..., SelectionRule]] = {
     "final": FinalIterate,
     "lowest_data_fit": LowestDataFit,
     "es_wmv": ESWMV,
+    "discrepancy": Discrepancy,
 }
 
 
 def build_selection(rule: str | SelectionRule, **params: Any) -> SelectionRule:
-    """A fresh rule from its registry name (``final``, ``lowest_data_fit``, ``es_wmv``) and params.
+    """A fresh rule from its registry name (``final``, ``lowest_data_fit``, ``es_wmv``, ``discrepancy``) and params.
 
     A :class:`SelectionRule` instance is returned as a fresh copy of its class with ``params``.
     """
@@ -165,4 +225,6 @@ def build_selection(rule: str | SelectionRule, **params: Any) -> SelectionRule:
 def _init_params(rule: SelectionRule) -> dict[str, Any]:
     if isinstance(rule, ESWMV):
         return {"window": rule.window, "patience": rule.patience}
+    if isinstance(rule, Discrepancy):
+        return {"sigma": rule.sigma, "tau": rule.tau}
     return {}
