@@ -156,7 +156,7 @@ def study_rows(study: Path, args, heldout, classifier, reference_features) -> li
             iteration = int(snap.stem.rsplit("_it", 1)[1])
             last = k == len(snapshots) - 1
             key = f"{sha256_of(snap)}:{args.num_samples}:{args.steps}:{args.seed}"
-            fd_wanted = classifier is not None and (last or args.fd_all)
+            fd_wanted = classifier is not None and (last or args.fd_all or iteration * batch in args.fd_images)
             if args.last_only and not last and key not in cache:
                 continue                                  # not measured yet: left for a full run
             if key not in cache or (fd_wanted and "classifier_fd" not in cache[key]):
@@ -178,7 +178,8 @@ def _row_text(row: dict) -> str:
 
 
 def write_report(rows: list[dict], report: Path, args) -> None:
-    """Markdown table of the final snapshot of each recipe and a plot of the measures against images seen."""
+    """Markdown table of each recipe at ``--equal_images`` images seen (and at its last snapshot when it ran
+    longer) and a plot of the measures against images seen."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -188,10 +189,12 @@ def write_report(rows: list[dict], report: Path, args) -> None:
     lines = ["| recipe | images seen | wall s (1 thread) | speckle fraction | classifier FD | held-out eps-MSE |",
              "|---|---|---|---|---|---|"]
     for recipe in recipes:
-        final = [r for r in rows if r["recipe"] == recipe][-1]
-        fd = f"{final['classifier_fd']:.2f}" if "classifier_fd" in final else "-"
-        lines.append(f"| {recipe} | {final['images_seen']:,} | {final['elapsed_s']:.0f} | "
-                     f"{final['speckle_fraction']:.3f} | {fd} | {final['eps_mse']:.4f} |")
+        runs = [r for r in rows if r["recipe"] == recipe]
+        equal = [r for r in runs if r["images_seen"] == args.equal_images]
+        for row in equal + ([runs[-1]] if runs[-1] not in equal else []):
+            fd = f"{row['classifier_fd']:.2f}" if "classifier_fd" in row else "-"
+            lines.append(f"| {recipe} | {row['images_seen']:,} | {row['elapsed_s']:.0f} | "
+                         f"{row['speckle_fraction']:.3f} | {fd} | {row['eps_mse']:.4f} |")
     table = "\n".join(lines)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for recipe in recipes:
@@ -233,6 +236,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd_samples", type=int, default=2000)
     parser.add_argument("--fd_steps", type=int, default=20)
     parser.add_argument("--fd_all", action="store_true", help="Fréchet distance of every snapshot, not the last")
+    parser.add_argument("--fd_images", type=int, nargs="*", default=[48_000],
+                        help="with --study: also the Fréchet distance of the snapshots at these images seen")
+    parser.add_argument("--equal_images", type=int, default=48_000,
+                        help="with --report: the images seen at which recipes are compared")
     parser.add_argument("--no_fd", action="store_true", help="skip the classifier Fréchet distance")
     parser.add_argument("--grid", type=Path, default=None, help="save the speckle samples as a PNG grid")
     parser.add_argument("--report", type=Path, default=None, help="with --study: markdown report to update")

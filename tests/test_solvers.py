@@ -786,3 +786,16 @@ def test_dmplug_with_the_discrepancy_principle_stops_once_the_noise_level_is_rea
         k = int(stopped.stopped_at[b])
         assert fit[k, b] <= level[b] and (fit[:k, b] > level[b]).all()
         torch.testing.assert_close(per_sample_mean_square(op(stopped.x) - y)[b], fit[k, b], atol=1e-6, rtol=1e-4)
+
+
+def test_baseline_solvers_have_a_preset_for_every_solver_task():
+    """`--solver diffpir|pigdm|tv` finds `<solver task>_<solver>` for each task of configs/tasks."""
+    from monai_dmilo.engines import available_tasks, load_task
+
+    for task in available_tasks():
+        solver_task = load_task(task)["solver_task"]
+        for solver in ("diffpir", "pigdm", "tv"):
+            preset = f"{solver_task}_{solver}"
+            assert preset in available_presets(), preset
+            assert load_solver_preset(preset)["solver"] == solver
+    assert load_solver_preset("adjoint")["solver"] == "adjoint"
