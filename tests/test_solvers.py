@@ -32,6 +32,7 @@ FAST = {
     "tv": dict(num_iters=60, lam=0.01, lr=0.05),
     "diffpir": dict(num_steps=10, lam=1.0, zeta=0.5),
     "pigdm": dict(num_steps=10, guidance_weight=1.0),
+    "reddiff": dict(num_steps=30, lam=0.25, lr=0.05),
     "adjoint": dict(),
 }
 
@@ -212,6 +213,7 @@ TINY = {
     "tv": dict(num_iters=3),
     "diffpir": dict(num_steps=4),
     "pigdm": dict(num_steps=4),
+    "reddiff": dict(num_steps=4),
     "adjoint": dict(),
 }
 
@@ -317,7 +319,7 @@ def test_keyboard_interrupt_returns_current_estimate(name):
         seen.append(record)
         raise KeyboardInterrupt
 
-    params = {**FAST[name], **({"report_every": 1} if name in ("dmplug", "dps", "tv", "diffpir", "pigdm") else {})}
+    params = {**FAST[name], **({"report_every": 1} if name in ("dmplug", "dps", "tv", "diffpir", "pigdm", "reddiff") else {})}
     out = build(name, callback=stop, **params).solve(y, op, generator, seed=[1, 2])
     assert out.interrupted and len(seen) == 1
     assert out.history["data_fit"].shape == (1, 2)
@@ -794,8 +796,38 @@ def test_baseline_solvers_have_a_preset_for_every_solver_task():
 
     for task in available_tasks():
         solver_task = load_task(task)["solver_task"]
-        for solver in ("diffpir", "pigdm", "tv"):
+        for solver in ("diffpir", "pigdm", "reddiff", "tv"):
             preset = f"{solver_task}_{solver}"
             assert preset in available_presets(), preset
             assert load_solver_preset(preset)["solver"] == solver
     assert load_solver_preset("adjoint")["solver"] == "adjoint"
+
+
+def test_reddiff_without_the_regulariser_is_least_squares_from_the_pseudo_inverse():
+    """lam = 0: Adam on mean(|m mu - y|^2) / 2 from mu = A^+ y: observed pixels stay at y, hidden ones at 0,
+    and the network still runs once per step (forward only)."""
+    y_img = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(5)) * 1.6 - 0.8
+    mask = random_mask(2)
+    op = build_operator("inpainting", mask=mask)
+    generator = toy_generator()
+    calls = count_network_calls(generator)
+    out = build("reddiff", lam=0.0, num_steps=20, lr=0.05).solve(op(y_img), op, generator, seed=[0, 1])
+    torch.testing.assert_close(out.x, y_img * mask, atol=1e-6, rtol=0)
+    assert out.nfe == 20 and len(calls) == 20 and not any(calls)
+
+
+def test_reddiff_regulariser_moves_mu_along_eps_pred_minus_eps():
+    """One step, plain gradient check: with the data term zero (nothing observed), Adam's first step moves
+    every pixel by -lr * sign(lam * w_t * (eps_pred - eps))."""
+    generator = toy_generator()
+    mask = torch.zeros(1, 1, 16, 16)
+    op = build_operator("inpainting", mask=mask)
+    out = build("reddiff", lam=1.0, num_steps=1, lr=0.01).solve(torch.zeros(1, 1, 16, 16), op, generator, seed=7)
+    gen1 = StepwiseDDIM(generator.network, num_steps=1, schedule="uniform", image_shape=(1, 16, 16))
+    a_t = gen1.step_coefficients[0][0]
+    rng = torch.Generator().manual_seed(7)
+    torch.randn(1, 16, 16, generator=rng)                 # z_0's draw comes first
+    noise = torch.randn(1, 16, 16, generator=rng)[None]
+    with torch.no_grad():
+        direction = gen1.eps((1 - a_t) ** 0.5 * noise, 0) - noise
+    torch.testing.assert_close(out.x, -0.01 * torch.sign(direction), atol=1e-6, rtol=0)

@@ -1,7 +1,7 @@
 """Solvers: the algorithms only (ALGORITHMS.md, sections 3-9). No I/O, no metrics, no ground truth.
 
 ``build(name, **hyperparameters)`` makes a solver by registry name (``dmilo``, ``dmilo_pgd``,
-``dmplug``, ``dps``, ``diffpir``, ``pigdm``; ``tv``: TV-regularised least squares and ``adjoint``:
+``dmplug``, ``dps``, ``diffpir``, ``pigdm``, ``reddiff``; ``tv``: TV-regularised least squares and ``adjoint``:
 ``clip(A^+ y)``, neither using the network); ``build_from_preset(name_or_path, **overrides)`` makes one from a
 ``configs/solvers`` preset. Every solver has
 ``solve(y, operator, generator, *, seed=None, z_init=None) -> SolverOutput``.
@@ -20,6 +20,7 @@ from .dmplug import DMPlug
 from .diffpir import DiffPIR
 from .dps import DPS
 from .pigdm import PiGDM
+from .reddiff import REDDiff
 from .tv import TV
 from .presets import available_presets, load_solver_preset, resolve_solver_preset
 from .selection import SELECTION_RULES, SelectionRule, build_selection
@@ -32,6 +33,7 @@ __all__ = [
     "DiffPIR",
     "DPS",
     "PiGDM",
+    "REDDiff",
     "Adjoint",
     "TV",
     "FIDELITY_STEPS",
@@ -57,6 +59,7 @@ SOLVERS: dict[str, Callable[..., Solver]] = {
     "diffpir": DiffPIR,
     "dps": DPS,
     "pigdm": PiGDM,
+    "reddiff": REDDiff,
     "adjoint": Adjoint,
     "tv": TV,
 }

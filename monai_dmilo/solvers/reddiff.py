@@ -1,0 +1,101 @@
+"""RED-diff (Mardani, Song, Kautz and Vahdat, ICLR 2024, "A Variational Perspective on Solving Inverse
+Problems with Diffusion Models").
+
+The estimate ``mu`` (an image) is optimised by Adam while the timestep runs down ``num_steps``
+uniform timesteps of the prior, one Adam step per timestep ``t``:
+
+    x_t   = sqrt(abar_t) mu + sqrt(1 - abar_t) eps,              eps ~ N(0, I), fresh each step
+    loss  = mean(|A(mu) - y|^2) / 2 + lam * w_t * mean(sg(eps_pred(x_t, t) - eps) * mu)
+    w_t   = sqrt((1 - abar_t) / abar_t)                           (the paper's SNR^(-1/2) weighting)
+
+per sample (``sg``: no gradient through the network, which is evaluated forward only). The second
+term is the score-matching regulariser whose gradient in ``mu`` is ``lam * w_t * (eps_pred - eps)``.
+``mu`` starts at ``clip(A^+ y)`` when the operator has a pseudo-inverse, else at 0; it is clipped
+to [-1, 1] after each step. Works for any differentiable operator (the data term is backpropagated
+through ``A`` only).
+
+One network forward per step (NFE = ``num_steps``, ``nfe_backward`` = 0). Noise per sample from
+the sample's seed stream. History: ``data_fit`` every ``report_every`` steps and at the end.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+
+from .base import RunState, Solver, per_sample_mean_square, to_device_without_wait
+from .dmilo import _positive
+from .dps import _with_uniform_steps
+
+__all__ = ["REDDiff"]
+
+
+class REDDiff(Solver):
+    """RED-diff (see module docstring).
+
+    Args:
+        lam: weight of the diffusion regulariser (the paper's lambda).
+        lr: Adam step size on ``mu`` (images in [-1, 1]).
+        num_steps: uniform timesteps, one Adam step each (at most 999; the paper uses 1,000).
+        report_every: progress bar / callback / history interval in steps.
+        selection, selection_params, progress, callback: see :class:`~.base.Solver`.
+    """
+
+    name = "reddiff"
+
+    def __init__(
+        self,
+        *,
+        lam: float = 0.25,
+        lr: float = 0.1,
+        num_steps: int = 999,
+        report_every: int = 50,
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        _positive("lam", lam, allow_zero=True)
+        _positive("lr", lr)
+        _positive("num_steps", num_steps, integer=True)
+        _positive("report_every", report_every, integer=True)
+        self.lam, self.lr, self.num_steps, self.report_every = float(lam), float(lr), num_steps, report_every
+
+    def _progress_total(self) -> int | None:
+        return -(-self.num_steps // self.report_every)
+
+    def _run(
+        self,
+        state: RunState,
+        y: torch.Tensor,
+        operator: Callable[[torch.Tensor], torch.Tensor],
+        generator: Any,
+        z0: torch.Tensor,
+        rngs: list[torch.Generator],
+    ) -> None:
+        gen = _with_uniform_steps(generator, self.num_steps)
+        with torch.no_grad():
+            if callable(getattr(operator, "pseudo_inverse", None)):
+                start = operator.pseudo_inverse(y).to(z0.dtype).clamp(-1.0, 1.0)
+            else:
+                start = torch.zeros_like(z0)
+        mu = start.clone().requires_grad_(True)
+        state.x = start
+        optimizer = torch.optim.Adam([mu], lr=self.lr)
+        for i, (a_t, _) in enumerate(gen.step_coefficients):
+            noise = torch.stack([torch.randn(z0.shape[1:], generator=g, dtype=torch.float32) for g in rngs])
+            noise = to_device_without_wait(noise, z0.device, z0.dtype)
+            with torch.no_grad():
+                x_t = math.sqrt(a_t) * mu + math.sqrt(1.0 - a_t) * noise
+                direction = gen.eps(x_t, i) - noise
+            weight = self.lam * math.sqrt((1.0 - a_t) / a_t)
+            fit = per_sample_mean_square(operator(mu) - y)
+            loss = 0.5 * fit + weight * (direction * mu).flatten(1).mean(1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            optimizer.step()
+            state.count(forward=1, nfe=1)
+            with torch.no_grad():
+                mu.clamp_(-1.0, 1.0)
+                if (i + 1) % self.report_every == 0 or i + 1 == self.num_steps:
+                    current = mu.detach().clone()
+                    state.record(current, {"data_fit": per_sample_mean_square(operator(current) - y)})
