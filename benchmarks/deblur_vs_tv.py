@@ -9,7 +9,7 @@ PNGs every ``--stride`` from ``--start`` (default start 3, so disjoint from
 Solvers: ``tv`` (1,000 Adam iterations) at every ``--tv_lams`` value, reported at the lambda with the best mean PSNR on
 these same images (a choice that favours the baseline; stated in the report); DPS with the
 ``dps`` preset (999 ancestral steps, zeta 1); DMILO-PGD with the ``deblur_dmilo_pgd`` preset
-(5 x 500, N = 3); DiffPIR with ``deblur_diffpir`` (100 forward-only steps); PiGDM with ``deblur_pigdm`` (100 steps); RED-diff with ``deblur_reddiff`` (999 steps);
+(5 x 500, N = 3); DiffPIR with ``deblur_diffpir`` (100 forward-only steps); PiGDM with ``deblur_pigdm`` (100 steps); RED-diff with ``deblur_reddiff`` (999 steps); DDRM with ``deblur_ddrm`` (20 steps);
 ``adjoint`` (``clip(A^+ y)``, early-stopped conjugate gradient). Final iterates, per-image seeds. Results are cached per (prior sha256, solver,
 settings) in ``--cache``, so a rerun redoes nothing finished and a second prior adds its rows.
 
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=3)
     parser.add_argument("--stride", type=int, default=617)
     parser.add_argument("--tv_lams", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3, 3e-3])
-    parser.add_argument("--solvers", nargs="*", default=["dps", "deblur_dmilo_pgd", "deblur_diffpir", "deblur_pigdm", "deblur_reddiff", "adjoint"], help="solver presets")
+    parser.add_argument("--solvers", nargs="*", default=["dps", "deblur_dmilo_pgd", "deblur_ddrm", "deblur_diffpir", "deblur_pigdm", "deblur_reddiff", "adjoint"], help="solver presets")
     parser.add_argument("--cache", type=Path, default=REPO / "docs" / "benchmarks" / "deblur_vs_tv.json")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks" / "deblur_vs_tv.md")
     args = parser.parse_args()

@@ -94,3 +94,19 @@ def test_pseudo_inverse_of_sparse_view_ct_reproduces_the_measurement():
     got = op.pseudo_inverse(op(x))
     torch.testing.assert_close(op(got), op(x), atol=1e-7, rtol=0)
     assert got.square().sum() < x.square().sum()        # a least-norm solution: no larger than x itself
+
+
+@pytest.mark.parametrize("name", sorted(_operators()))
+def test_svd_diagonalises_the_operator(name):
+    """V^T x agrees with S^+ U^T A x on the observed components, and A^T A = V S^2 V^T."""
+    op = _operators()[name].double()
+    x = torch.randn(2, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    spectral = op.svd(op(x))
+    observed = spectral.s > 0
+    xbar = spectral.to_spectral(x)
+    torch.testing.assert_close(spectral.ybar[observed], xbar[observed], atol=1e-8, rtol=1e-6)
+    assert (spectral.ybar[~observed] == 0).all()
+    torch.testing.assert_close(spectral.from_spectral(xbar), x, atol=1e-10, rtol=0)   # V orthogonal
+    matrix = _dense(op)
+    gram = spectral.from_spectral(spectral.s.square() * xbar)
+    torch.testing.assert_close(gram[0].flatten(), matrix.T @ matrix @ x[0].flatten(), atol=1e-8, rtol=1e-6)

@@ -33,6 +33,7 @@ FAST = {
     "diffpir": dict(num_steps=10, lam=1.0, zeta=0.5),
     "pigdm": dict(num_steps=10, guidance_weight=1.0),
     "reddiff": dict(num_steps=30, lam=0.25, lr=0.05),
+    "ddrm": dict(num_steps=10),
     "adjoint": dict(),
 }
 
@@ -214,6 +215,7 @@ TINY = {
     "diffpir": dict(num_steps=4),
     "pigdm": dict(num_steps=4),
     "reddiff": dict(num_steps=4),
+    "ddrm": dict(num_steps=4),
     "adjoint": dict(),
 }
 
@@ -304,7 +306,7 @@ def test_runs_in_supervised_evaluator_under_no_grad(name):
     )
     evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda e: preds.append(e.state.output["pred"]))
     evaluator.run()
-    direct = solver.solve(y, PixelMask(mask), generator, seed=[40, 41])
+    direct = solver.solve(y, build_operator("inpainting", mask=mask), generator, seed=[40, 41])  # the inferer's operator
     assert len(preds) == 1 and preds[0].shape == (2, 1, 16, 16)
     torch.testing.assert_close(torch.as_tensor(preds[0]), direct.x, atol=1e-6, rtol=0)
     assert not any(p.requires_grad for p in generator.parameters())
@@ -319,7 +321,7 @@ def test_keyboard_interrupt_returns_current_estimate(name):
         seen.append(record)
         raise KeyboardInterrupt
 
-    params = {**FAST[name], **({"report_every": 1} if name in ("dmplug", "dps", "tv", "diffpir", "pigdm", "reddiff") else {})}
+    params = {**FAST[name], **({"report_every": 1} if name in ("dmplug", "dps", "tv", "diffpir", "pigdm", "reddiff", "ddrm") else {})}
     out = build(name, callback=stop, **params).solve(y, op, generator, seed=[1, 2])
     assert out.interrupted and len(seen) == 1
     assert out.history["data_fit"].shape == (1, 2)
@@ -796,7 +798,7 @@ def test_baseline_solvers_have_a_preset_for_every_solver_task():
 
     for task in available_tasks():
         solver_task = load_task(task)["solver_task"]
-        for solver in ("diffpir", "pigdm", "reddiff", "tv"):
+        for solver in ("ddrm", "diffpir", "pigdm", "reddiff", "tv"):
             preset = f"{solver_task}_{solver}"
             assert preset in available_presets(), preset
             assert load_solver_preset(preset)["solver"] == solver
@@ -831,3 +833,29 @@ def test_reddiff_regulariser_moves_mu_along_eps_pred_minus_eps():
     with torch.no_grad():
         direction = gen1.eps((1 - a_t) ** 0.5 * noise, 0) - noise
     torch.testing.assert_close(out.x, -0.01 * torch.sign(direction), atol=1e-6, rtol=0)
+
+
+def test_ddrm_with_an_exact_prior_and_noiseless_data_returns_the_truth_up_to_the_last_noise_level():
+    """x0_hat = x* and y = A x*: observed components end at ybar + sigma_0 e, unobserved ones contract to x*."""
+    x_star = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(6), dtype=torch.float64) * 1.6 - 0.8
+    generator = StepwiseDDIM(OracleDenoiser(x_star), num_steps=3, image_shape=(1, 16, 16)).double()
+    for op in (PixelMask(random_mask(2).double()), build_operator("inpainting", mask=random_mask(2).double())):
+        out = build("ddrm", num_steps=20, eta=0.0, sigma_y=0.0).solve(op(x_star), op, generator, seed=[0, 1])
+        sigma_0 = ((1 - linear_alphas_cumprod()[0]) / linear_alphas_cumprod()[0]).sqrt().item()   # 0.01
+        assert (out.x - x_star).abs().max() < 5 * sigma_0
+        assert out.nfe == 20 and out.nfe_backward == 0
+
+
+def test_ddrm_refuses_an_operator_without_an_svd_and_too_large_dense_svds():
+    y, _, generator = mask_problem(1)
+
+    class Squared(ForwardOperator):
+        def forward(self, x):
+            return x.square()
+
+    with pytest.raises(TypeError, match="ddrm needs an operator with a singular value decomposition"):
+        build("ddrm").solve(y, Squared(), generator, seed=0)
+    blur = build_operator("blur", kernel=torch.full((3, 3), 1 / 9))
+    blur.dense_svd_max_size = 100
+    with pytest.raises(ValueError, match="dense_svd_max_size"):
+        build("ddrm", num_steps=2).solve(blur(y), blur, generator, seed=0)

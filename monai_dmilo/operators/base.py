@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .linear_solve import Spectral
 
 _NAN_CHECKS = contextvars.ContextVar("monai_dmilo_nan_checks", default=True)
 
@@ -94,6 +97,24 @@ class LinearOperator(ForwardOperator):
         rhs = real_part(self.adjoint(y))
         return conjugate_gradient(lambda x: real_part(self.adjoint(self(x))), rhs, torch.zeros_like(rhs),
                                   num_iters=self.pseudo_inverse_cg_iters)
+
+    #: largest image (C * H * W elements) whose dense SVD :meth:`svd` computes
+    dense_svd_max_size: int = 4096
+
+    def svd(self, y: torch.Tensor) -> "Spectral":
+        """The singular value decomposition ``A = U S V^T`` of each sample's operator, for DDRM.
+
+        Default: the dense matrix of ``A`` on real images (complex outputs as real and imaginary
+        rows), one column per pixel from ``C * H * W`` operator calls, and ``torch.linalg.svd`` per
+        sample; refused above ``dense_svd_max_size`` elements. Operators with a structured SVD
+        override it (inpainting).
+
+        Args:
+            y: the measurement ``(B, ...)``; its batch size and the operator's image shape.
+        """
+        from .linear_solve import dense_svd
+
+        return dense_svd(self, y)
 
 
 def _per_sample(rho: torch.Tensor | float, z: torch.Tensor) -> torch.Tensor:

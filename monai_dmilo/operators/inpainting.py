@@ -69,6 +69,17 @@ class Inpainting(LinearOperator):
         m = broadcast_mask(self.mask, y, x_name="y")
         return torch.where(m != 0, y / torch.where(m != 0, m, torch.ones_like(m)), torch.zeros_like(y))
 
+    def svd(self, y: torch.Tensor) -> "Spectral":
+        """The structured SVD of a mask: ``V = I`` (pixels), singular values ``|m|``, ``ybar = y / m``."""
+        from .linear_solve import Spectral
+
+        m = broadcast_mask(self.mask, y, x_name="y").expand_as(y)
+        shape = tuple(y.shape[1:])
+        s = m.abs().flatten(1)
+        ybar = self.pseudo_inverse(y).flatten(1)
+        return Spectral(s=s, ybar=ybar, to_spectral=lambda x: x.flatten(1),
+                        from_spectral=lambda xbar: xbar.view(-1, *shape))
+
     def keep_measured(self, y: torch.Tensor) -> torch.Tensor:
         """``y`` with the hidden pixels (mask 0) set to zero."""
         check_image(y, name="y")
