@@ -34,6 +34,7 @@ FAST = {
     "pigdm": dict(num_steps=10, guidance_weight=1.0),
     "reddiff": dict(num_steps=30, lam=0.25, lr=0.05),
     "ddrm": dict(num_steps=10),
+    "daps": dict(num_steps=5, ode_steps=2, langevin_steps=10, langevin_lr=1e-3, sigma_y=0.05),
     "adjoint": dict(),
 }
 
@@ -193,6 +194,8 @@ def expected_nfe(name: str, params: dict, n: int) -> int:
         return n * params["num_iters"] + n
     if name in ("tv", "adjoint"):
         return 0
+    if name == "daps":
+        return params["num_steps"] * params["ode_steps"]
     return params["num_steps"]
 
 
@@ -216,6 +219,7 @@ TINY = {
     "pigdm": dict(num_steps=4),
     "reddiff": dict(num_steps=4),
     "ddrm": dict(num_steps=4),
+    "daps": dict(num_steps=2, ode_steps=2, langevin_steps=2),
     "adjoint": dict(),
 }
 
@@ -321,7 +325,7 @@ def test_keyboard_interrupt_returns_current_estimate(name):
         seen.append(record)
         raise KeyboardInterrupt
 
-    params = {**FAST[name], **({"report_every": 1} if name in ("dmplug", "dps", "tv", "diffpir", "pigdm", "reddiff", "ddrm") else {})}
+    params = {**FAST[name], **({"report_every": 1} if name in ("dmplug", "dps", "tv", "diffpir", "pigdm", "reddiff", "ddrm", "daps") else {})}
     out = build(name, callback=stop, **params).solve(y, op, generator, seed=[1, 2])
     assert out.interrupted and len(seen) == 1
     assert out.history["data_fit"].shape == (1, 2)
@@ -496,7 +500,7 @@ def test_every_preset_builds():
 def test_every_preset_solves_with_its_schedule(name):
     """Each preset runs (iteration counts cut to 1, DPS keeps its timestep count) and returns finite x."""
     params = load_solver_preset(name)["params"]
-    cut = {k: 1 for k in ("num_outer", "num_inner", "num_iters", "num_fidelity_steps") if k in params}
+    cut = {k: 1 for k in ("num_outer", "num_inner", "num_iters", "num_fidelity_steps", "langevin_steps") if k in params}
     y, op, generator = mask_problem(1)
     if params.get("blind_kernel_size"):  # the paper's 64 x 64 kernel does not fit a 16 x 16 image
         cut["blind_kernel_size"] = 3
@@ -798,7 +802,7 @@ def test_baseline_solvers_have_a_preset_for_every_solver_task():
 
     for task in available_tasks():
         solver_task = load_task(task)["solver_task"]
-        for solver in ("ddrm", "diffpir", "pigdm", "reddiff", "tv"):
+        for solver in ("daps", "ddrm", "diffpir", "pigdm", "reddiff", "tv"):
             preset = f"{solver_task}_{solver}"
             assert preset in available_presets(), preset
             assert load_solver_preset(preset)["solver"] == solver
@@ -859,3 +863,20 @@ def test_ddrm_refuses_an_operator_without_an_svd_and_too_large_dense_svds():
     blur.dense_svd_max_size = 100
     with pytest.raises(ValueError, match="dense_svd_max_size"):
         build("ddrm", num_steps=2).solve(blur(y), blur, generator, seed=0)
+
+
+def test_daps_langevin_samples_the_gaussian_posterior_of_a_mask():
+    """One annealing level with an exact prior x0_hat = 0 and r^2 = sigma_999^2 ~ 2.5e4: on observed pixels the
+    Langevin chain samples N(y / (1 + sigma_y^2 / r^2), ~sigma_y^2), i.e. mean y and spread sigma_y."""
+    zero = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    generator = StepwiseDDIM(OracleDenoiser(zero), num_steps=3, image_shape=(1, 16, 16)).double()
+    mask = random_mask(1).double()
+    op = build_operator("inpainting", mask=mask)
+    y = op(torch.full((1, 1, 16, 16), 0.5, dtype=torch.float64))
+    solver = build("daps", num_steps=1, ode_steps=2, langevin_steps=3000, langevin_lr=1e-3, lr_min_ratio=1.0,
+                   sigma_y=0.1)
+    out = solver.solve(y, op, generator, seed=0)
+    samples = out.x[mask.bool()]
+    assert abs(samples.mean().item() - 0.5) < 0.04
+    assert 0.07 < samples.std().item() < 0.13
+    assert out.nfe == 2 and out.nfe_backward == 0

@@ -1,7 +1,7 @@
 """Solvers: the algorithms only (ALGORITHMS.md, sections 3-9). No I/O, no metrics, no ground truth.
 
 ``build(name, **hyperparameters)`` makes a solver by registry name (``dmilo``, ``dmilo_pgd``,
-``dmplug``, ``dps``, ``ddrm``, ``diffpir``, ``pigdm``, ``reddiff``; ``tv``: TV-regularised least squares and ``adjoint``:
+``dmplug``, ``dps``, ``ddrm``, ``daps``, ``diffpir``, ``pigdm``, ``reddiff``; ``tv``: TV-regularised least squares and ``adjoint``:
 ``clip(A^+ y)``, neither using the network); ``build_from_preset(name_or_path, **overrides)`` makes one from a
 ``configs/solvers`` preset. Every solver has
 ``solve(y, operator, generator, *, seed=None, z_init=None) -> SolverOutput``.
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .adjoint import Adjoint
+from .daps import DAPS
 from .ddrm import DDRM
 from .base import Solver, SolverOutput, per_sample_mean_square, per_sample_sum_square
 from .dmilo import DMILO
@@ -34,6 +35,7 @@ __all__ = [
     "DiffPIR",
     "DPS",
     "DDRM",
+    "DAPS",
     "PiGDM",
     "REDDiff",
     "Adjoint",
@@ -61,6 +63,7 @@ SOLVERS: dict[str, Callable[..., Solver]] = {
     "diffpir": DiffPIR,
     "dps": DPS,
     "ddrm": DDRM,
+    "daps": DAPS,
     "pigdm": PiGDM,
     "reddiff": REDDiff,
     "adjoint": Adjoint,
