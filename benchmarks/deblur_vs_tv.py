@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=3)
     parser.add_argument("--stride", type=int, default=617)
     parser.add_argument("--tv_lams", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3, 3e-3])
-    parser.add_argument("--solvers", nargs="*", default=["dps", "deblur_dmilo_pgd", "deblur_ddrm", "deblur_diffpir", "deblur_pigdm", "deblur_reddiff", "adjoint"], help="solver presets")
+    parser.add_argument("--solvers", nargs="*", default=["dps", "deblur_ddrm", "deblur_diffpir", "deblur_pigdm", "deblur_reddiff", "adjoint", "deblur_dmilo_pgd"], help="solver presets")
     parser.add_argument("--cache", type=Path, default=REPO / "docs" / "benchmarks" / "deblur_vs_tv.json")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks" / "deblur_vs_tv.md")
     args = parser.parse_args()
