@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from .linear_solve import Spectral
+from .linear_solve import Spectral, conjugate_gradient, dense_svd, real_part
 
 _NAN_CHECKS = contextvars.ContextVar("monai_dmilo_nan_checks", default=True)
 
@@ -73,8 +72,6 @@ class LinearOperator(ForwardOperator):
         ``(Re A^*A + rho) x = Re A^* y + rho z`` by :func:`~.linear_solve.conjugate_gradient`
         (``proximal_cg_iters`` iterations from ``z``); operators with a closed form override it.
         """
-        from .linear_solve import conjugate_gradient, real_part
-
         rho = _per_sample(rho, z)
         rhs = real_part(self.adjoint(y)) + rho * z
         return conjugate_gradient(lambda x: real_part(self.adjoint(self(x))) + rho * x, rhs, z,
@@ -92,8 +89,6 @@ class LinearOperator(ForwardOperator):
         images), an early-stopped, hence regularised, solve for ill-conditioned operators (blur, CT).
         Operators with a closed form override it (inpainting).
         """
-        from .linear_solve import conjugate_gradient, real_part
-
         rhs = real_part(self.adjoint(y))
         return conjugate_gradient(lambda x: real_part(self.adjoint(self(x))), rhs, torch.zeros_like(rhs),
                                   num_iters=self.pseudo_inverse_cg_iters)
@@ -101,7 +96,7 @@ class LinearOperator(ForwardOperator):
     #: largest image (C * H * W elements) whose dense SVD :meth:`svd` computes
     dense_svd_max_size: int = 4096
 
-    def svd(self, y: torch.Tensor) -> "Spectral":
+    def svd(self, y: torch.Tensor) -> Spectral:
         """The singular value decomposition ``A = U S V^T`` of each sample's operator, for DDRM.
 
         Default: the dense matrix of ``A`` on real images (complex outputs as real and imaginary
@@ -112,8 +107,6 @@ class LinearOperator(ForwardOperator):
         Args:
             y: the measurement ``(B, ...)``; its batch size and the operator's image shape.
         """
-        from .linear_solve import dense_svd
-
         return dense_svd(self, y)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import LinearOperator, as_real_parameter, check_image, real_dtype_of
+from .base import LinearOperator, _per_sample, as_real_parameter, check_image, real_dtype_of
+from .linear_solve import Spectral
 
 __all__ = ["Inpainting", "broadcast_mask"]
 
@@ -58,8 +59,6 @@ class Inpainting(LinearOperator):
 
     def proximal(self, z: torch.Tensor, y: torch.Tensor, rho: torch.Tensor | float) -> torch.Tensor:
         """Closed form of ``argmin_x ||m x - y||^2 + rho ||x - z||^2``: ``(m y + rho z) / (m^2 + rho)``."""
-        from .base import _per_sample
-
         m = broadcast_mask(self.mask, z, x_name="z")
         rho = _per_sample(rho, z)
         return (m * y + rho * z) / (m.square() + rho)
@@ -69,10 +68,8 @@ class Inpainting(LinearOperator):
         m = broadcast_mask(self.mask, y, x_name="y")
         return torch.where(m != 0, y / torch.where(m != 0, m, torch.ones_like(m)), torch.zeros_like(y))
 
-    def svd(self, y: torch.Tensor) -> "Spectral":
+    def svd(self, y: torch.Tensor) -> Spectral:
         """The structured SVD of a mask: ``V = I`` (pixels), singular values ``|m|``, ``ybar = y / m``."""
-        from .linear_solve import Spectral
-
         m = broadcast_mask(self.mask, y, x_name="y").expand_as(y)
         shape = tuple(y.shape[1:])
         s = m.abs().flatten(1)

@@ -16,6 +16,7 @@ backward passes through the network. All three are per image: a batched call cou
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -35,6 +36,9 @@ __all__ = [
     "initial_noise",
     "resolve_seeds",
     "frozen",
+    "draw_noise",
+    "ddim_sigma",
+    "with_uniform_steps",
 ]
 
 
@@ -130,6 +134,37 @@ def to_device_without_wait(t: torch.Tensor, device: torch.device, dtype: torch.d
     if device.type == "cuda":
         t = t.pin_memory()
     return t.to(device=device, dtype=dtype, non_blocking=True)
+
+
+def draw_noise(rngs: Sequence[torch.Generator], shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    """Fresh noise ``(B, *shape)``: sample ``b``'s from its own CPU stream ``rngs[b]`` (so batched and
+    single solves agree), moved to ``like``'s device and dtype without making the host wait."""
+    noise = torch.stack([torch.randn(tuple(shape), generator=g, dtype=torch.float32) for g in rngs])
+    return to_device_without_wait(noise, like.device, like.dtype)
+
+
+def ddim_sigma(eta: float, a_t: float, a_prev: float) -> float:
+    """The DDIM noise scale of a step ``abar_t -> abar_prev`` with stochasticity ``eta``."""
+    return eta * math.sqrt((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev))
+
+
+def with_uniform_steps(generator: Any, num_steps: int) -> Any:
+    """A sibling StepwiseDDIM on the same network and schedule with ``num_steps`` uniform timesteps.
+
+    Its ``alphas_cumprod`` buffer stays on the CPU (moving it would make the host wait for the
+    GPU); the steps only read the host floats ``step_coefficients``.
+    """
+    from monai_dmilo.generator import StepwiseDDIM
+
+    return StepwiseDDIM(
+        generator.network,
+        num_steps=num_steps,
+        schedule="uniform",
+        clip_x0=generator.clip_x0,
+        image_shape=generator.image_shape,
+        autocast_dtype=generator.autocast_dtype,
+        **generator.schedule_params,
+    )
 
 
 def image_dtype(y: torch.Tensor) -> torch.dtype:

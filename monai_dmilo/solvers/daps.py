@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver, per_sample_mean_square, per_sample_sum_square, to_device_without_wait
+from .base import RunState, Solver, draw_noise, per_sample_mean_square, per_sample_sum_square
 from .dmilo import _positive
 
 __all__ = ["DAPS"]
@@ -87,10 +87,6 @@ class DAPS(Solver):
         levels = torch.linspace(total - 1, 0, self.num_steps + 1).round().long().tolist()   # t_K ... t_0 = 0
         abar = generator.alphas_cumprod.double().cpu()
 
-        def draw() -> torch.Tensor:
-            noise = torch.stack([torch.randn(z0.shape[1:], generator=g, dtype=torch.float32) for g in rngs])
-            return to_device_without_wait(noise, z0.device, z0.dtype)
-
         z = z0
         state.x = z0.clamp(-1.0, 1.0)
         for k, t in enumerate(levels[:-1]):
@@ -113,12 +109,12 @@ class DAPS(Solver):
                 misfit = per_sample_sum_square(operator(x0) - y) / (2.0 * self.sigma_y**2)
                 (grad,) = torch.autograd.grad(misfit.sum(), x0)
                 with torch.no_grad():
-                    x0 = x0 - lr * ((x0 - x0_hat) / r2 + grad) + math.sqrt(2.0 * lr) * draw()
+                    x0 = x0 - lr * ((x0 - x0_hat) / r2 + grad) + math.sqrt(2.0 * lr) * draw_noise(rngs, z0.shape[1:], z0)
             x0 = x0.detach()
             t_next = levels[k + 1]
             with torch.no_grad():
                 sigma_next = math.sqrt(float((1.0 - abar[t_next]) / abar[t_next]))
-                z = math.sqrt(float(abar[t_next])) * (x0 + sigma_next * draw())
+                z = math.sqrt(float(abar[t_next])) * (x0 + sigma_next * draw_noise(rngs, z0.shape[1:], z0))
             state.record(x0, {"data_fit": per_sample_mean_square(operator(x0) - y)},
                          report=(k + 1) % self.report_every == 0)
         with torch.no_grad():

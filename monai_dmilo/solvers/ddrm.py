@@ -25,9 +25,8 @@ from typing import Any
 
 import torch
 
-from .base import RunState, Solver, per_sample_mean_square, to_device_without_wait
+from .base import RunState, Solver, draw_noise, per_sample_mean_square, with_uniform_steps
 from .dmilo import _positive
-from .dps import _with_uniform_steps
 
 __all__ = ["DDRM"]
 
@@ -80,7 +79,7 @@ class DDRM(Solver):
 
     def _run(self, state: RunState, y: torch.Tensor, operator: Any, generator: Any, z0: torch.Tensor,
              rngs: list[torch.Generator]) -> None:
-        gen = _with_uniform_steps(generator, self.num_steps)
+        gen = with_uniform_steps(generator, self.num_steps)
         with torch.no_grad():
             spectral = operator.svd(y)
             s = spectral.s.to(z0.dtype)
@@ -95,8 +94,7 @@ class DDRM(Solver):
                 x0, _ = gen.denoise(z, i)
                 xbar = spectral.to_spectral(z / math.sqrt(a_t))
                 x0bar = spectral.to_spectral(x0)
-                noise = torch.stack([torch.randn(s.shape[1:], generator=g, dtype=torch.float32) for g in rngs])
-                noise = to_device_without_wait(noise, z.device, z.dtype)
+                noise = draw_noise(rngs, s.shape[1:], z)
                 keep = math.sqrt(1.0 - self.eta**2) * sigma_p
                 unobserved = x0bar + keep * (xbar - x0bar) / sigma_t + self.eta * sigma_p * noise
                 noisy = x0bar + keep * (ybar - x0bar) / torch.where(observed, level, torch.ones_like(level)) \

@@ -26,9 +26,8 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver, per_sample_mean_square, to_device_without_wait
+from .base import RunState, Solver, draw_noise, per_sample_mean_square, with_uniform_steps
 from .dmilo import _positive
-from .dps import _with_uniform_steps
 
 __all__ = ["DiffPIR"]
 
@@ -88,7 +87,7 @@ class DiffPIR(Solver):
         z0: torch.Tensor,
         rngs: list[torch.Generator],
     ) -> None:
-        gen = _with_uniform_steps(generator, self.num_steps)
+        gen = with_uniform_steps(generator, self.num_steps)
         x = z0
         state.x = z0.clamp(-1.0, 1.0)
         for i, (a_t, a_prev) in enumerate(gen.step_coefficients):
@@ -98,9 +97,7 @@ class DiffPIR(Solver):
                 x0_hat = operator.proximal(x0, y, rho)
                 eps = (x - math.sqrt(a_t) * x0_hat) / math.sqrt(1.0 - a_t)
                 if self.zeta > 0:
-                    noise = torch.stack([torch.randn(x.shape[1:], generator=g, dtype=torch.float32) for g in rngs])
-                    eps = math.sqrt(1.0 - self.zeta) * eps + math.sqrt(self.zeta) * to_device_without_wait(
-                        noise, x.device, x.dtype)
+                    eps = math.sqrt(1.0 - self.zeta) * eps + math.sqrt(self.zeta) * draw_noise(rngs, x.shape[1:], x)
                 x = math.sqrt(a_prev) * x0_hat + math.sqrt(1.0 - a_prev) * eps
             state.count(forward=1, nfe=1)
             state.record(x0_hat, {"data_fit": per_sample_mean_square(operator(x0_hat) - y)},

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver, per_sample_mean_square, to_device_without_wait
+from .base import RunState, Solver, draw_noise, per_sample_mean_square
 
 __all__ = ["DMILO", "default_blur_factory"]
 
@@ -151,8 +151,7 @@ class DMILO(Solver):
         ctx = SimpleNamespace(y=y, operator=operator, generator=generator, logits=None, state=state)
         if self.blind:
             k = self.blind_kernel_size
-            logits = torch.stack([torch.randn(k * k, generator=g, dtype=torch.float32) for g in rngs])
-            ctx.logits = to_device_without_wait(logits, z0.device, z0.dtype)
+            ctx.logits = draw_noise(rngs, (k * k,), z0)
             ctx.operator = self._make_operator(ctx.logits)
             state.kernel = self._kernel(ctx.logits)
             state.extras["initial_kernel"] = state.kernel

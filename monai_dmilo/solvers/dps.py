@@ -23,29 +23,10 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver, per_sample_mean_square, per_sample_norm, to_device_without_wait
+from .base import RunState, Solver, ddim_sigma, draw_noise, per_sample_mean_square, per_sample_norm, with_uniform_steps
 from .dmilo import _positive
 
 __all__ = ["DPS"]
-
-
-def _with_uniform_steps(generator: Any, num_steps: int) -> Any:
-    """A sibling StepwiseDDIM on the same network and schedule with ``num_steps`` uniform timesteps.
-
-    Its ``alphas_cumprod`` buffer stays on the CPU (moving it would make the host wait for the
-    GPU); the steps only read the host floats ``step_coefficients``.
-    """
-    from monai_dmilo.generator import StepwiseDDIM
-
-    return StepwiseDDIM(
-        generator.network,
-        num_steps=num_steps,
-        schedule="uniform",
-        clip_x0=generator.clip_x0,
-        image_shape=generator.image_shape,
-        autocast_dtype=generator.autocast_dtype,
-        **generator.schedule_params,
-    )
 
 
 class DPS(Solver):
@@ -91,11 +72,11 @@ class DPS(Solver):
         z0: torch.Tensor,
         rngs: list[torch.Generator],
     ) -> None:
-        gen = generator if self.num_steps is None else _with_uniform_steps(generator, self.num_steps)
+        gen = generator if self.num_steps is None else with_uniform_steps(generator, self.num_steps)
         z = z0
         state.x = z0.clamp(-1.0, 1.0)
         for i, (a_t, a_prev) in enumerate(gen.step_coefficients):
-            sigma = self.eta * math.sqrt((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev))
+            sigma = ddim_sigma(self.eta, a_t, a_prev)
             z = z.detach().requires_grad_(True)
             x0, eps = gen.denoise(z, i)
             residual_norm = per_sample_norm(y - operator(x0))
@@ -103,8 +84,7 @@ class DPS(Solver):
             with torch.no_grad():
                 z_prev = math.sqrt(a_prev) * x0 + math.sqrt(max(1.0 - a_prev - sigma**2, 0.0)) * eps
                 if sigma > 0:
-                    noise = torch.stack([torch.randn(z.shape[1:], generator=g, dtype=torch.float32) for g in rngs])
-                    z_prev = z_prev + sigma * to_device_without_wait(noise, z.device, z.dtype)
+                    z_prev = z_prev + sigma * draw_noise(rngs, z.shape[1:], z)
                 z = z_prev - self.zeta * grad
                 fit = residual_norm.detach().square() / _num_elements(y)
             state.count(forward=1, backward=1, nfe=1)

@@ -20,13 +20,12 @@ stream, as DPS. History: ``x0_hat`` and its data fit at each step, then the fina
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from .base import RunState, Solver, per_sample_mean_square, to_device_without_wait
+from .base import RunState, Solver, ddim_sigma, draw_noise, per_sample_mean_square, with_uniform_steps
 from .dmilo import _positive
-from .dps import _with_uniform_steps
 
 __all__ = ["PiGDM"]
 
@@ -81,12 +80,12 @@ class PiGDM(Solver):
         z0: torch.Tensor,
         rngs: list[torch.Generator],
     ) -> None:
-        gen = _with_uniform_steps(generator, self.num_steps)
+        gen = with_uniform_steps(generator, self.num_steps)
         target = operator.pseudo_inverse(y)
         x = z0
         state.x = z0.clamp(-1.0, 1.0)
         for i, (a_t, a_prev) in enumerate(gen.step_coefficients):
-            sigma = self.eta * math.sqrt((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev))
+            sigma = ddim_sigma(self.eta, a_t, a_prev)
             x = x.detach().requires_grad_(True)
             x0, eps = gen.denoise(x, i)
             with torch.no_grad():
@@ -95,8 +94,7 @@ class PiGDM(Solver):
             with torch.no_grad():
                 x_prev = math.sqrt(a_prev) * x0 + math.sqrt(max(1.0 - a_prev - sigma**2, 0.0)) * eps
                 if sigma > 0:
-                    noise = torch.stack([torch.randn(x.shape[1:], generator=g, dtype=torch.float32) for g in rngs])
-                    x_prev = x_prev + sigma * to_device_without_wait(noise, x.device, x.dtype)
+                    x_prev = x_prev + sigma * draw_noise(rngs, x.shape[1:], x)
                 x = x_prev + self.guidance_weight * math.sqrt(a_prev * a_t) * guidance
                 x0 = x0.detach()
             state.count(forward=1, backward=1, nfe=1)

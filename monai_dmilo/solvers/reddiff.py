@@ -24,9 +24,8 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver, per_sample_mean_square, to_device_without_wait
+from .base import RunState, Solver, draw_noise, per_sample_mean_square, with_uniform_steps
 from .dmilo import _positive
-from .dps import _with_uniform_steps
 
 __all__ = ["REDDiff"]
 
@@ -72,7 +71,7 @@ class REDDiff(Solver):
         z0: torch.Tensor,
         rngs: list[torch.Generator],
     ) -> None:
-        gen = _with_uniform_steps(generator, self.num_steps)
+        gen = with_uniform_steps(generator, self.num_steps)
         with torch.no_grad():
             if callable(getattr(operator, "pseudo_inverse", None)):
                 start = operator.pseudo_inverse(y).to(z0.dtype).clamp(-1.0, 1.0)
@@ -82,8 +81,7 @@ class REDDiff(Solver):
         state.x = start
         optimizer = torch.optim.Adam([mu], lr=self.lr)
         for i, (a_t, _) in enumerate(gen.step_coefficients):
-            noise = torch.stack([torch.randn(z0.shape[1:], generator=g, dtype=torch.float32) for g in rngs])
-            noise = to_device_without_wait(noise, z0.device, z0.dtype)
+            noise = draw_noise(rngs, z0.shape[1:], z0)
             with torch.no_grad():
                 x_t = math.sqrt(a_t) * mu + math.sqrt(1.0 - a_t) * noise
                 direction = gen.eps(x_t, i) - noise
