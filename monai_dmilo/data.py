@@ -4,8 +4,10 @@ An *item* is a dict with at least ``image`` (a file path) and ``name`` (a unique
 outputs, seeds and resume). 3D NIfTI volumes become one item per slice along the last axis with
 ``slice``, ``num_slices`` and ``volume`` (the volume's name); the saver puts them back together.
 
-Supported files: PNG/JPEG (natural images; converted to the prior's channel count) and NIfTI
-(``.nii``/``.nii.gz``; 2D images or 3D volumes, one channel).
+Supported files: PNG/JPEG (natural images; converted to the prior's channel count), NIfTI
+(``.nii``/``.nii.gz``; 2D images or 3D volumes, one channel) and DICOM: a folder of ``.dcm`` files
+is one series (a volume, read with MONAI's ``PydicomReader``: slices sorted by position, the
+affine from the headers), a single ``.dcm`` file a 2D image.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ __all__ = [
     "build_datalist",
     "sample_seed",
     "read_image_array",
+    "is_dicom_series",
+    "read_dicom",
     "LoadImageForPriord",
     "LoadMeasurementd",
 ]
@@ -41,13 +45,23 @@ IMAGE_SUFFIXES: dict[str, str] = {
     ".jpeg": "png",
     ".nii": "nifti",
     ".nii.gz": "nifti",
+    ".dcm": "dicom",
 }
 
 logger = logging.getLogger(__name__)
 
 
+def is_dicom_series(path: str | Path) -> bool:
+    """Whether ``path`` is a folder holding ``.dcm`` files (one DICOM series)."""
+    path = Path(path)
+    return path.is_dir() and any(p.suffix.lower() == ".dcm" for p in path.iterdir())
+
+
 def image_format(path: str | Path) -> str | None:
-    """``"png"`` or ``"nifti"`` from a file name, or ``None`` for an unsupported suffix."""
+    """``"png"``, ``"nifti"`` or ``"dicom"`` from a file name (or a DICOM series folder), or ``None``
+    for an unsupported one."""
+    if is_dicom_series(path):
+        return "dicom"
     name = str(path).lower()
     for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix):
@@ -74,11 +88,11 @@ def list_images(dataset_dir: str | Path) -> list[dict[str, Any]]:
     folder = Path(dataset_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"dataset_dir {str(dataset_dir)!r} is not an existing folder.")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and image_format(p) is not None)
+    files = sorted(p for p in folder.iterdir() if (p.is_file() or is_dicom_series(p)) and image_format(p) is not None)
     if not files:
         raise ValueError(
             f"dataset_dir {str(dataset_dir)!r} holds no image files; expected "
-            f"{', '.join(sorted(IMAGE_SUFFIXES))} files."
+            f"{', '.join(sorted(IMAGE_SUFFIXES))} files or folders of .dcm files (DICOM series)."
         )
     return [{"image": str(p), "name": file_stem(p)} for p in files]
 
@@ -118,7 +132,21 @@ def read_datalist_file(datalist_file: str | Path, *, key: str = "data", path_key
     return out
 
 
+def read_dicom(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """A DICOM series folder (or one ``.dcm`` file) as float32 ``(X, Y[, Z])`` (MONAI's layout: columns,
+    rows, slices; rescale slope and intercept applied) and its RAS affine ``(4, 4)``."""
+    from monai.transforms import LoadImage
+
+    try:
+        image = LoadImage(reader="PydicomReader", image_only=True)(path)
+    except Exception as err:  # pydicom/MONAI raise many types for unreadable files
+        raise ValueError(f"{path} could not be read as DICOM: {type(err).__name__}: {err}") from None
+    return np.asarray(image, dtype=np.float32), np.asarray(image.affine, dtype=np.float64)
+
+
 def _nifti_shape(path: str) -> tuple[int, ...]:
+    if image_format(path) == "dicom":
+        return tuple(int(s) for s in _CACHE.get(path).shape)
     import nibabel as nib
 
     return tuple(int(s) for s in nib.load(path).shape)
@@ -139,7 +167,7 @@ def expand_volumes(items: list[dict]) -> list[dict]:
     out = []
     for item in items:
         path = item["image"]
-        if image_format(path) != "nifti":
+        if image_format(path) not in ("nifti", "dicom"):
             out.append(item)
             continue
         shape = _squeeze_trailing(_nifti_shape(path))
@@ -194,7 +222,7 @@ def check_image_sizes(items: list[dict], image_shape: Sequence[int]) -> None:
 def _check_paths(items: list[dict], keys: Sequence[str]) -> None:
     for item in items:
         for k in keys:
-            if k in item and not Path(item[k]).is_file():
+            if k in item and not (Path(item[k]).is_file() or (k == "image" and is_dicom_series(item[k]))):
                 raise FileNotFoundError(f"{k} file {item[k]!r} (item {item.get('name')!r}) does not exist.")
         if "image" in item and image_format(item["image"]) is None:
             raise ValueError(
@@ -252,7 +280,7 @@ def sample_seed(name: str, base_seed: int = 0) -> int:
 
 
 class _VolumeCache:
-    """Keeps the last few NIfTI volumes loaded, so slices of one volume read the file once."""
+    """Keeps the last few NIfTI volumes / DICOM series loaded, so slices of one volume read it once."""
 
     def __init__(self, size: int = 2) -> None:
         self.size = size
@@ -260,9 +288,12 @@ class _VolumeCache:
 
     def get(self, path: str) -> np.ndarray:
         if path not in self._data:
-            import nibabel as nib
+            if image_format(path) == "dicom":
+                self._data[path] = read_dicom(path)[0]
+            else:
+                import nibabel as nib
 
-            self._data[path] = np.asarray(nib.load(path).get_fdata(dtype=np.float32))
+                self._data[path] = np.asarray(nib.load(path).get_fdata(dtype=np.float32))
             while len(self._data) > self.size:
                 self._data.popitem(last=False)
         self._data.move_to_end(path)
@@ -288,7 +319,7 @@ def read_image_array(path: str, *, channels: int = 1, slice_index: int | None = 
             arr = np.asarray(im.convert(mode), dtype=np.float32)
         return arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
     if channels != 1:
-        raise ValueError(f"NIfTI images are read as one channel but the prior takes {channels} channels.")
+        raise ValueError(f"NIfTI/DICOM images are read as one channel but the prior takes {channels} channels.")
     vol = _CACHE.get(path)
     vol = vol.reshape(_squeeze_trailing(vol.shape))
     img = vol if slice_index is None else vol[..., int(slice_index)]

@@ -6,7 +6,9 @@ uncaught exception whose chain holds a user-input error (``ValueError``, ``TypeE
 the value and what was expected) prints ``monai_dmilo error: <message>`` on one line and the
 process exits with status 1. MONAI's config parser wraps such errors in ``RuntimeError("Failed to
 evaluate ...")``; the hook looks through that chain. Set ``MONAI_DMILO_TRACEBACK=1`` to see the full
-traceback instead. Any other exception keeps Python's traceback.
+traceback instead. Any other exception keeps Python's traceback. An uncaught Ctrl-C
+(``KeyboardInterrupt``, e.g. while the workflow loads or checks its inputs) prints one line and
+exits with status 130, as an interrupted solve does.
 """
 from __future__ import annotations
 
@@ -61,6 +63,13 @@ def exit_on_error(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 def _hook(previous: Callable[..., Any]) -> Callable[..., Any]:
     def hook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+        if any(isinstance(e, KeyboardInterrupt) for e in _chain(exc)) and os.environ.get(TRACEBACK_ENV, "") in ("", "0"):
+            # Ctrl-C outside a solve (while loading, checking, writing): one line and status 130,
+            # as inside one; files are written whole or not at all, so a rerun continues
+            print("monai_dmilo: interrupted; run the same command again to continue.", file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         err = user_error(exc)
         if err is None or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
             previous(exc_type, exc, tb)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from ignite.engine import Events
 from monai.utils import CommonKeys as Keys
 
+from monai_dmilo.data import image_format, read_dicom
 from monai_dmilo.engines import barrier, rank_and_world_size
 from monai_dmilo.run_files import atomic_path, remove_run_files, save_run_file
 
@@ -288,9 +289,14 @@ def _save_png(array: np.ndarray, path: Path) -> None:
 
 
 def _write_nifti(data: np.ndarray, source: str, path: Path) -> None:
-    """Save ``data`` with the affine and header of ``source``, reshaped to the source's shape."""
+    """Save ``data`` with the affine and header of ``source``, reshaped to the source's shape
+    (a DICOM source: its series' RAS affine from MONAI's reader)."""
     import nibabel as nib
 
+    if image_format(source) == "dicom":
+        volume, affine = read_dicom(source)
+        nib.Nifti1Image(data.reshape(volume.shape).astype(np.float32), affine).to_filename(str(path))
+        return
     src = nib.load(source)
     header = src.header.copy()
     header.set_data_dtype(np.float32)
@@ -323,7 +329,7 @@ class ReconstructionSaver(_PerImageHandler):
         if fmt == "png":
             save_run_file(self.output_dir, out / f"{name}.png", lambda tmp: _save_png(data, tmp))
             return
-        if fmt != "nifti":
+        if fmt not in ("nifti", "dicom"):
             save_run_file(self.output_dir, out / f"{name}.npy", lambda tmp: np.save(tmp, data))
             return
         volume = str(_batch_value(batch, "volume", b, ""))

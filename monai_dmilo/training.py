@@ -17,7 +17,6 @@ The pieces are MONAI's own: a ``DiffusionModelUNet`` (epsilon prediction), a ``D
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import shutil
 import time
@@ -30,6 +29,7 @@ import torch
 from monai.transforms import MapTransform, RandomizableTransform
 from torch import nn
 
+from monai_dmilo.checkpoints import sha256_of
 from monai_dmilo.networks.parameterization import PARAMETERIZATIONS, wrap_network
 from monai_dmilo.training_recipe import LR_SCHEDULES, WeightedDiffusionInferer, WeightedPrepareBatch, lr_factor
 
@@ -45,7 +45,6 @@ __all__ = [
     "train_prior",
     "sample_images",
     "save_image_grid",
-    "file_sha256",
 ]
 
 
@@ -222,14 +221,6 @@ class LossCSVLogger:
         self._sum, self._count = 0.0, 0
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 class StateDictExporter:
     """Save ``network.state_dict()`` (plain tensors, CPU) to ``path`` every ``interval`` iterations and
@@ -279,7 +270,7 @@ class StateDictExporter:
             import yaml
 
             config = {"name": self.path.stem, "architecture": "monai_unet", **self.model_config}
-            config.update(checkpoint=self.path.name, sha256=file_sha256(self.path))
+            config.update(checkpoint=self.path.name, sha256=sha256_of(self.path))
             yaml_path = self.path.with_suffix(".yaml")
             yaml_path.write_text(yaml.safe_dump(config, sort_keys=False, default_flow_style=None))
         return self.path

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> None:
     from monai_dmilo.networks.priors import build_generator
-    from monai_dmilo.training import file_sha256, save_image_grid
+    from monai_dmilo.checkpoints import sha256_of
+    from monai_dmilo.training import save_image_grid
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run_dir", required=True, type=Path)
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{source} is not a plain state_dict of tensors.")
     shutil.copyfile(source, target)
-    digest = file_sha256(target)
+    digest = sha256_of(target)
 
     config_path = ROOT / "configs" / "models" / f"{args.name}.yaml"
     text = config_path.read_text()

@@ -469,3 +469,14 @@ def test_preflight_names_slice_zero_of_a_volume():
 
     assert _describe({"image": "v.nii.gz", "slice": 0}) == "v.nii.gz (slice 0)"
     assert _describe({"image": "a.png", "slice": -1}) == "a.png"
+
+
+def test_ctrl_c_outside_a_solve_exits_130_with_one_line():
+    """An uncaught KeyboardInterrupt (e.g. while the workflow loads its inputs) under the installed
+    hook: one line on stderr, exit status 130, no traceback."""
+    code = ("from monai_dmilo.errors import install_one_line_errors; install_one_line_errors(); "
+            "raise KeyboardInterrupt")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          env={k: v for k, v in os.environ.items() if k != "MONAI_DMILO_TRACEBACK"})
+    assert proc.returncode == 130
+    assert proc.stderr.strip() == "monai_dmilo: interrupted; run the same command again to continue."

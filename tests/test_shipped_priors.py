@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from monai_dmilo.data import read_image_array
-from monai_dmilo.training import file_sha256
+from monai_dmilo.checkpoints import sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 PRIORS = {
@@ -48,7 +48,7 @@ def test_checkpoint_matches_config(name):
     checkpoint = (path.parent / config["checkpoint"]).resolve()
     assert checkpoint.is_file(), checkpoint
     assert checkpoint.stat().st_size < 10 * 2**20  # a few MB
-    assert config["sha256"] == file_sha256(checkpoint)
+    assert config["sha256"] == sha256_of(checkpoint)
     state = torch.load(checkpoint, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())  # a plain state_dict
 

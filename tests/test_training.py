@@ -10,12 +10,12 @@ import pytest
 import torch
 import yaml
 
+from monai_dmilo.checkpoints import sha256_of
 from monai_dmilo.training import (
     ArrayImageDataset,
     RandScaleFromFloord,
     build_diffusion_unet,
     create_prior_trainer,
-    file_sha256,
     save_image_grid,
 )
 
@@ -81,7 +81,7 @@ def test_train_checkpoint_export_and_resume(tmp_path):
 
     # model config next to it, with the right hash, in the configs/models format
     config = yaml.safe_load((out / "tiny.yaml").read_text())
-    assert config["checkpoint"] == "tiny.pt" and config["sha256"] == file_sha256(out / "tiny.pt")
+    assert config["checkpoint"] == "tiny.pt" and config["sha256"] == sha256_of(out / "tiny.pt")
     assert config["image_shape"] == [1, 16, 16] and config["params"]["channels"] == [8, 16]
 
     from PIL import Image
@@ -161,7 +161,7 @@ def test_bundle_train_config(tmp_path):
     rows = _loss_rows(out / "loss.csv")
     assert len(rows) == 4 and all(math.isfinite(float(r["loss"])) for r in rows)
     config = yaml.safe_load((out / "tiny.yaml").read_text())
-    assert config["sha256"] == file_sha256(out / "tiny.pt")
+    assert config["sha256"] == sha256_of(out / "tiny.pt")
     assert config["image_shape"] == [1, 16, 16]
     assert (out / "samples.png").is_file()
     assert (out / "checkpoint" / "checkpoint_final.pt").is_file()

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import torch
 
 from .base import RunState, Solver, draw_noise, per_sample_mean_square, per_sample_sum_square
-from .dmilo import _positive
+from ..validation import check_positive
 
 __all__ = ["DAPS"]
 
@@ -66,10 +66,10 @@ class DAPS(Solver):
         super().__init__(**common)
         for name, value in (("num_steps", num_steps), ("ode_steps", ode_steps), ("langevin_steps", langevin_steps),
                             ("report_every", report_every)):
-            _positive(name, value, integer=True)
-        _positive("langevin_lr", langevin_lr)
-        _positive("lr_min_ratio", lr_min_ratio)
-        _positive("sigma_y", sigma_y)
+            check_positive(name, value, integer=True)
+        check_positive("langevin_lr", langevin_lr)
+        check_positive("lr_min_ratio", lr_min_ratio)
+        check_positive("sigma_y", sigma_y)
         if num_steps > 999:
             raise ValueError(f"num_steps must be at most 999 (the prior's timesteps), got {num_steps!r}.")
         self.num_steps, self.ode_steps, self.langevin_steps = num_steps, ode_steps, langevin_steps

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from .base import RunState, Solver, draw_noise, per_sample_mean_square, with_uniform_steps
-from .dmilo import _positive
+from ..validation import check_positive
 
 __all__ = ["DDRM"]
 
@@ -57,12 +57,12 @@ class DDRM(Solver):
     ) -> None:
         super().__init__(**common)
         for name, value in (("eta", eta), ("eta_b", eta_b)):
-            _positive(name, value, allow_zero=True)
+            check_positive(name, value, allow_zero=True)
             if value > 1:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}.")
-        _positive("sigma_y", sigma_y, allow_zero=True)
-        _positive("num_steps", num_steps, integer=True)
-        _positive("report_every", report_every, integer=True)
+        check_positive("sigma_y", sigma_y, allow_zero=True)
+        check_positive("num_steps", num_steps, integer=True)
+        check_positive("report_every", report_every, integer=True)
         self.eta, self.eta_b, self.sigma_y = float(eta), float(eta_b), float(sigma_y)
         self.num_steps, self.report_every = num_steps, report_every
 

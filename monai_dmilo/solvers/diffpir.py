@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 
 from .base import RunState, Solver, draw_noise, per_sample_mean_square, with_uniform_steps
-from .dmilo import _positive
+from ..validation import check_positive
 
 __all__ = ["DiffPIR"]
 
@@ -57,13 +57,13 @@ class DiffPIR(Solver):
         **common: Any,
     ) -> None:
         super().__init__(**common)
-        _positive("lam", lam)
-        _positive("zeta", zeta, allow_zero=True)
+        check_positive("lam", lam)
+        check_positive("zeta", zeta, allow_zero=True)
         if zeta > 1:
             raise ValueError(f"zeta must be in [0, 1], got {zeta!r}.")
-        _positive("sigma_n", sigma_n)
-        _positive("num_steps", num_steps, integer=True)
-        _positive("report_every", report_every, integer=True)
+        check_positive("sigma_n", sigma_n)
+        check_positive("num_steps", num_steps, integer=True)
+        check_positive("report_every", report_every, integer=True)
         self.lam, self.zeta, self.sigma_n = float(lam), float(zeta), float(sigma_n)
         self.num_steps, self.report_every = num_steps, report_every
 

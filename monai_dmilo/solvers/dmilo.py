@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..validation import check_positive
 from .base import RunState, Solver, draw_noise, per_sample_mean_square
 
 __all__ = ["DMILO", "default_blur_factory"]
@@ -32,14 +33,6 @@ def default_blur_factory(kernel: torch.Tensor) -> Callable[[torch.Tensor], torch
     from monai_dmilo.operators import build  # lazy: the operators package is optional here
 
     return build("blur", kernel=kernel)
-
-
-def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> None:
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or value < 0 or (value == 0 and not allow_zero):
-        kind = "integer" if integer else "number"
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a {kind} {bound}, got {value!r}.")
 
 
 class DMILO(Solver):
@@ -79,15 +72,15 @@ class DMILO(Solver):
         **common: Any,
     ) -> None:
         super().__init__(**common)
-        _positive("num_outer", num_outer, integer=True, allow_zero=True)
-        _positive("num_inner", num_inner, integer=True, allow_zero=True)
-        _positive("lr_z", lr_z, allow_zero=True)
-        _positive("lr_nu", lr_nu, allow_zero=True)
-        _positive("lambda_nu", lambda_nu, allow_zero=True)
-        _positive("lambda_z", lambda_z, allow_zero=True)
-        _positive("lr_kernel", lr_kernel, allow_zero=True)
+        check_positive("num_outer", num_outer, integer=True, allow_zero=True)
+        check_positive("num_inner", num_inner, integer=True, allow_zero=True)
+        check_positive("lr_z", lr_z, allow_zero=True)
+        check_positive("lr_nu", lr_nu, allow_zero=True)
+        check_positive("lambda_nu", lambda_nu, allow_zero=True)
+        check_positive("lambda_z", lambda_z, allow_zero=True)
+        check_positive("lr_kernel", lr_kernel, allow_zero=True)
         if blind_kernel_size is not None:
-            _positive("blind_kernel_size", blind_kernel_size, integer=True)
+            check_positive("blind_kernel_size", blind_kernel_size, integer=True)
         if operator_factory is not None and not callable(operator_factory):
             raise TypeError(f"operator_factory must be callable, got {type(operator_factory).__name__}.")
         self.num_outer = num_outer

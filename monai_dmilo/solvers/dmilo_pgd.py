@@ -26,7 +26,8 @@ from typing import Any, Callable
 import torch
 
 from .base import per_sample_norm, per_sample_sum_square
-from .dmilo import DMILO, _positive
+from ..validation import check_positive
+from .dmilo import DMILO
 
 __all__ = ["DMILOPGD", "FIDELITY_STEPS"]
 
@@ -75,8 +76,8 @@ class DMILOPGD(DMILO):
         **dmilo: Any,
     ) -> None:
         super().__init__(**dmilo)
-        _positive("lr_x", lr_x, allow_zero=True)
-        _positive("num_fidelity_steps", num_fidelity_steps, integer=True)
+        check_positive("lr_x", lr_x, allow_zero=True)
+        check_positive("num_fidelity_steps", num_fidelity_steps, integer=True)
         if fidelity not in FIDELITY_STEPS:
             raise ValueError(f"fidelity must be one of {sorted(FIDELITY_STEPS)}, got {fidelity!r}.")
         self.lr_x = float(lr_x)

@@ -18,7 +18,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from .base import RunState, Solver, per_sample_mean_square
-from .dmilo import _positive
+from ..validation import check_positive
 
 __all__ = ["DMPlug"]
 
@@ -48,10 +48,10 @@ class DMPlug(Solver):
         **common: Any,
     ) -> None:
         super().__init__(**common)
-        _positive("num_iters", num_iters, integer=True, allow_zero=True)
-        _positive("lr", lr, allow_zero=True)
-        _positive("report_every", report_every, integer=True)
-        _positive("check_every", check_every, integer=True)
+        check_positive("num_iters", num_iters, integer=True, allow_zero=True)
+        check_positive("lr", lr, allow_zero=True)
+        check_positive("report_every", report_every, integer=True)
+        check_positive("check_every", check_every, integer=True)
         self.num_iters = num_iters
         self.lr = float(lr)
         self.checkpointing = bool(checkpointing)

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 
 from .base import RunState, Solver, ddim_sigma, draw_noise, per_sample_mean_square, per_sample_norm, with_uniform_steps
-from .dmilo import _positive
+from ..validation import check_positive
 
 __all__ = ["DPS"]
 
@@ -53,11 +53,11 @@ class DPS(Solver):
         **common: Any,
     ) -> None:
         super().__init__(**common)
-        _positive("report_every", report_every, integer=True)
-        _positive("zeta", zeta, allow_zero=True)
-        _positive("eta", eta, allow_zero=True)
+        check_positive("report_every", report_every, integer=True)
+        check_positive("zeta", zeta, allow_zero=True)
+        check_positive("eta", eta, allow_zero=True)
         if num_steps is not None:
-            _positive("num_steps", num_steps, integer=True)
+            check_positive("num_steps", num_steps, integer=True)
         self.zeta = float(zeta)
         self.eta = float(eta)
         self.num_steps = num_steps

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from .base import RunState, Solver, ddim_sigma, draw_noise, per_sample_mean_square, with_uniform_steps
-from .dmilo import _positive
+from ..validation import check_positive
 
 __all__ = ["PiGDM"]
 
@@ -53,10 +53,10 @@ class PiGDM(Solver):
         **common: Any,
     ) -> None:
         super().__init__(**common)
-        _positive("guidance_weight", guidance_weight, allow_zero=True)
-        _positive("eta", eta, allow_zero=True)
-        _positive("num_steps", num_steps, integer=True)
-        _positive("report_every", report_every, integer=True)
+        check_positive("guidance_weight", guidance_weight, allow_zero=True)
+        check_positive("eta", eta, allow_zero=True)
+        check_positive("num_steps", num_steps, integer=True)
+        check_positive("report_every", report_every, integer=True)
         self.guidance_weight, self.eta = float(guidance_weight), float(eta)
         self.num_steps, self.report_every = num_steps, report_every
 

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import torch
 
 from .base import RunState, Solver, draw_noise, per_sample_mean_square, with_uniform_steps
-from .dmilo import _positive
+from ..validation import check_positive
 
 __all__ = ["REDDiff"]
 
@@ -53,10 +53,10 @@ class REDDiff(Solver):
         **common: Any,
     ) -> None:
         super().__init__(**common)
-        _positive("lam", lam, allow_zero=True)
-        _positive("lr", lr)
-        _positive("num_steps", num_steps, integer=True)
-        _positive("report_every", report_every, integer=True)
+        check_positive("lam", lam, allow_zero=True)
+        check_positive("lr", lr)
+        check_positive("num_steps", num_steps, integer=True)
+        check_positive("report_every", report_every, integer=True)
         self.lam, self.lr, self.num_steps, self.report_every = float(lam), float(lr), num_steps, report_every
 
     def _progress_total(self) -> int | None:

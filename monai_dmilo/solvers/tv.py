@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 
 from .base import RunState, Solver, per_sample_mean_square, per_sample_sum_square
-from .dmilo import _positive
+from ..validation import check_positive
 
 __all__ = ["TV", "total_variation"]
 
@@ -56,11 +56,11 @@ class TV(Solver):
         **common: Any,
     ) -> None:
         super().__init__(**common)
-        _positive("lam", lam, allow_zero=True)
-        _positive("num_iters", num_iters, integer=True)
-        _positive("lr", lr)
-        _positive("delta", delta)
-        _positive("report_every", report_every, integer=True)
+        check_positive("lam", lam, allow_zero=True)
+        check_positive("num_iters", num_iters, integer=True)
+        check_positive("lr", lr)
+        check_positive("delta", delta)
+        check_positive("report_every", report_every, integer=True)
         self.lam, self.num_iters, self.lr, self.delta = float(lam), int(num_iters), float(lr), float(delta)
         self.report_every = report_every
 
