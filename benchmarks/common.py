@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import platform
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,34 @@ def inpainting_problem(x: torch.Tensor, *, hidden: float = 0.7, sigma: float = 0
     noise = torch.stack([torch.randn(x.shape[1:], generator=torch.Generator().manual_seed(10_000 + seed + b))
                          for b in range(x.shape[0])]).to(x)
     return operator(x + sigma * noise), operator
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_step(generator, z: torch.Tensor, *, repeats: int, backward: bool = True, warmup: bool = True) -> float:
+    """Seconds of one ``g_i`` on ``z`` (with its backward to ``z``, or forward alone without a graph),
+    averaged over the generator's steps and ``repeats`` (after one warm-up pass over the steps)."""
+    def once(i: int) -> None:
+        if backward:
+            x = z.detach().clone().requires_grad_(True)
+            generator.step(x, i).square().sum().backward()
+        else:
+            with torch.no_grad():
+                generator.step(z, i)
+
+    for i in range(generator.num_steps if warmup else 0):
+        once(i)
+    sync(z.device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for i in range(generator.num_steps):
+            once(i)
+    sync(z.device)
+    return (time.perf_counter() - start) / (repeats * generator.num_steps)
 
 
 def psnr(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

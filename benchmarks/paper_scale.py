@@ -49,7 +49,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common import REPO, inpainting_problem, markdown_table, save_plot, write_report
+from common import REPO, inpainting_problem, markdown_table, save_plot, sync, time_step, write_report
 
 from monai_dmilo.generator import StepwiseDDIM  # noqa: E402
 from monai_dmilo.networks.priors import build_network, load_model_config  # noqa: E402
@@ -126,11 +126,6 @@ def problem(generator: StepwiseDDIM, device: torch.device):
     return y, operator, z0
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 # ----------------------------------------------------------------------------------------- memory
 def measure_memory(label: str, steps: int, device: torch.device, autocast: str | None, size: int) -> dict:
     """Peak memory (MiB) of one 2-iteration solve in this process."""
@@ -166,27 +161,10 @@ def memory_in_fresh_process(label: str, steps: int, size: int) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- timing
-def time_network(generator: StepwiseDDIM, z: torch.Tensor, repeats: int) -> tuple[float, float]:
+def time_network(generator: StepwiseDDIM, z: torch.Tensor, repeats: int, *, warmup: bool = True) -> tuple[float, float]:
     """Seconds of one step forward+backward and of one forward alone (no graph), over the N steps."""
-    def forward_backward(i: int) -> None:
-        x = z.detach().clone().requires_grad_(True)
-        generator.step(x, i).square().sum().backward()
-
-    def forward(i: int) -> None:
-        with torch.no_grad():
-            generator.step(z, i)
-
-    results = []
-    for fn in (forward_backward, forward):
-        fn(0)  # warm-up
-        sync(z.device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            for i in range(generator.num_steps):
-                fn(i)
-        sync(z.device)
-        results.append((time.perf_counter() - start) / (repeats * generator.num_steps))
-    return results[0], results[1]
+    return (time_step(generator, z, repeats=repeats, warmup=warmup),
+            time_step(generator, z, repeats=repeats, backward=False, warmup=warmup))
 
 
 class _StandIn(nn.Module):
@@ -215,19 +193,23 @@ def shrink(overrides: dict, nfe_scale: float) -> dict:
             for k, v in overrides.items()}
 
 
-def time_solver(label: str, generator: StepwiseDDIM, device: torch.device, t_fb: float, t_f: float,
+def time_solver(label: str, generator: StepwiseDDIM, device: torch.device, before: tuple[float, float],
                 nfe_scale: float) -> dict:
-    """Wall time and NFE of a short run of ``label``'s preset, and the two overhead ratios."""
+    """Wall time and NFE of a short run of ``label``'s preset, the network timed alone right after it
+    (``before``: the timing right before it, ``(t_fb, t_f)``), and the two overhead ratios with the
+    mean of the two timings (a machine whose speed drifts shows up in before / after)."""
     preset_name, short = TIMING[label]
     preset = load_solver_preset(preset_name)
     overrides = shrink(short, nfe_scale)
     solver = build(preset["solver"], **{**preset["params"], **overrides})
     y, operator, z0 = problem(generator, device)
     out = solver.solve(y, operator, generator, z_init=z0)
+    after = time_network(generator, z0, repeats=1, warmup=False)
+    t_fb, t_f = ((a + b) / 2 for a, b in zip(before, after))
     n_fb, n_f = out.nfe_backward, out.nfe_forward - out.nfe_backward
     return {
         "wall": out.wall_time, "nfe": out.nfe, "forward": out.nfe_forward,
-        "backward": out.nfe_backward, "overrides": overrides,
+        "backward": out.nfe_backward, "overrides": overrides, "t_before": list(before), "t_after": list(after),
         "overhead_nfe": out.wall_time / (out.nfe * t_fb),
         "overhead_priced": out.wall_time / (n_fb * t_fb + n_f * t_f),
     }
@@ -304,19 +286,33 @@ def timing_section(cache: Cache, variant: str, nfe_scale: float) -> str:
         proj[label] = counts["nfe"] * per_nfe
         paper_nfe, paper_s, _ = PAPER_TABLE_11[label]
         rows.append([
-            label, str(r["nfe"]), f"{r['wall']:.1f}", f"{per_nfe:.2f}", f"{r['overhead_nfe']:.3f}",
+            label, str(r["nfe"]), f"{r['wall']:.1f}", f"{per_nfe:.2f}",
+            f"{r['t_before'][0]:.2f} / {r['t_after'][0]:.2f}", f"{r['overhead_nfe']:.3f}",
             f"{r['overhead_priced']:.3f}", f"`{preset_name}`" + (" + checkpointing" if "Ckpt" in label else ""),
             str(counts["nfe"]), f"{proj[label]:,.0f}", str(paper_nfe), str(paper_s),
         ])
-    header = ["solver", "short-run NFE", "wall s", "s / NFE", "wall / (NFE x t_fb)",
+    header = ["solver", "short-run NFE", "wall s", "s / NFE", "t_fb before / after (s)", "wall / (NFE x t_fb)",
               "wall / (n_fb t_fb + n_f t_f)", "preset", "preset NFE", "projected s", "paper NFE", "paper s"]
     text = (f"**{variant}**: one step forward+backward t_fb = {net['t_fb']:.3f} s, forward only t_f = "
             f"{net['t_f']:.3f} s (N = {PRESET_N}, batch 1)"
             + (f"; first call (compile) {net['compile_s']:.1f} s" if "compile_s" in net else "") + ".\n\n"
             + markdown_table(header, rows))
+    timings = [net["t_fb"]] + [cache.data[f"timing/{variant}/{k}"]["t_after"][0] for k in TIMING
+                                 if "t_after" in cache.data.get(f"timing/{variant}/{k}", {})]
+    lo, hi = min(timings), max(timings)
+    text += (f"\n\nThe bare step forward+backward, timed alone between the solves, ranged {lo:.2f}-{hi:.2f} s "
+             f"({100 * (hi - lo) / (hi + lo):.0f} % either side of the middle) during the run: the overhead "
+             "ratios are only as precise as that (each uses the mean of the timings right before and after "
+             "its solve).")
     if "DMILO" in proj and "DMPlug" in proj:
+        nfe_ratio = cache.data["counts/DMILO"]["nfe"] / cache.data["counts/DMPlug"]["nfe"]
         text += (f"\n\nProjected DMILO / DMPlug preset time: {proj['DMILO'] / proj['DMPlug']:.3f} "
-                 f"(paper 150 / 925 = {150 / 925:.3f}; target <= 1/6 = {1 / 6:.3f}).")
+                 f"(paper 150 / 925 = {150 / 925:.3f}; target <= 1/6 = {1 / 6:.3f}). Their NFE ratio alone is "
+                 f"{nfe_ratio:.3f} (3,018 / 15,003); the rest is DMPlug's higher cost per evaluation.")
+    text += ("\n\nAssumptions of the projection: one image; every preset evaluation costs what one cost in the "
+             "short run of the same solver (the same overhead, the same mix of forward-only and forward+backward "
+             "evaluations); random weights (time does not depend on them); the CPU's numbers scale to a GPU "
+             "only as ratios, not as seconds.")
     return text
 
 
@@ -403,16 +399,23 @@ def main() -> None:
                         generator.step(x, i).square().sum().backward()
                     sync(device)
                     out["compile_s"] = time.perf_counter() - start
+                # warm-up: the largest graph (DMPlug, 2 iterations) first, so that the allocator's heap
+                # has grown before anything is timed (first-touch page faults inflated the first timings)
+                y, operator, z0 = problem(generator, device)
+                build("dmplug", num_iters=2).solve(y, operator, generator, z_init=z0)
                 out["t_fb"], out["t_f"] = time_network(generator, z, args.repeats)
                 return out
 
             net = cache.get(f"timing/{variant}/network", network)
             print(f"timing {variant}: t_fb {net['t_fb']:.3f} s, t_f {net['t_f']:.3f} s", flush=True)
+            before = (net["t_fb"], net["t_f"])
             for label in TIMING:
-                r = cache.get(f"timing/{variant}/{label}", lambda label=label: time_solver(
-                    label, generator, device, net["t_fb"], net["t_f"], args.nfe_scale))
-                print(f"timing {variant} {label:12s}: {r['nfe']} NFE in {r['wall']:.1f} s, "
-                      f"overhead {r['overhead_nfe']:.3f} (NFE x t_fb) / {r['overhead_priced']:.3f} (priced)", flush=True)
+                r = cache.get(f"timing/{variant}/{label}", lambda label=label, before=before: time_solver(
+                    label, generator, device, before, args.nfe_scale))
+                before = tuple(r.get("t_after", before))
+                print(f"timing {variant} {label:12s}: {r['nfe']} NFE in {r['wall']:.1f} s, t_fb before / after "
+                      f"{r['t_before'][0]:.2f} / {r['t_after'][0]:.2f} s, overhead {r['overhead_nfe']:.3f} "
+                      f"(NFE x t_fb) / {r['overhead_priced']:.3f} (priced)", flush=True)
             del generator
     report(args, cache)
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from common import DEFAULT_MODEL, REPO, inpainting_problem, load_samples, markdown_table, psnr, save_plot, write_report
+from common import (DEFAULT_MODEL, REPO, inpainting_problem, load_samples, markdown_table, psnr, save_plot,
+                    time_step, write_report)
 
 from monai_dmilo.networks.priors import build_generator  # noqa: E402
 from monai_dmilo.solvers import build, load_solver_preset  # noqa: E402
@@ -42,24 +42,7 @@ def scaled(params: dict, scale: float) -> dict:
 
 def time_forward_backward(generator, z: torch.Tensor, repeats: int = 10) -> float:
     """Seconds of one ``g_i`` forward+backward on ``z``, averaged over the steps and ``repeats``."""
-    def once(i: int) -> None:
-        x = z.detach().clone().requires_grad_(True)
-        generator.step(x, i).square().sum().backward()
-
-    for i in range(generator.num_steps):  # warm-up
-        once(i)
-    sync(z.device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        for i in range(generator.num_steps):
-            once(i)
-    sync(z.device)
-    return (time.perf_counter() - start) / (repeats * generator.num_steps)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return time_step(generator, z, repeats=repeats)
 
 
 def main() -> None:
