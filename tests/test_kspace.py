@@ -215,7 +215,7 @@ def test_workflow_end_to_end_resume_and_refusal(tmp_path, kspace_file):
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "phantom.h5").write_bytes(kspace_file.read_bytes())
-    generator = build_generator("configs/models/brain_mri_32.yaml", num_steps=2)
+    generator = build_generator("brain_mri_32", num_steps=2)
     solver = build("dmilo", num_outer=1, num_inner=1)
     cs_tv = build("tv", num_iters=3)
     out = tmp_path / "out"
