@@ -298,7 +298,7 @@ def timing_section(cache: Cache, variant: str, nfe_scale: float) -> str:
             + (f"; first call (compile) {net['compile_s']:.1f} s" if "compile_s" in net else "") + ".\n\n"
             + markdown_table(header, rows))
     timings = [net["t_fb"]] + [cache.data[f"timing/{variant}/{k}"]["t_after"][0] for k in TIMING
-                                 if "t_after" in cache.data.get(f"timing/{variant}/{k}", {})]
+                                 if f"timing/{variant}/{k}" in cache.data]
     lo, hi = min(timings), max(timings)
     text += (f"\n\nThe bare step forward+backward, timed alone between the solves, ranged {lo:.2f}-{hi:.2f} s "
              f"({100 * (hi - lo) / (hi + lo):.0f} % either side of the middle) during the run: the overhead "
@@ -412,7 +412,7 @@ def main() -> None:
             for label in TIMING:
                 r = cache.get(f"timing/{variant}/{label}", lambda label=label, before=before: time_solver(
                     label, generator, device, before, args.nfe_scale))
-                before = tuple(r.get("t_after", before))
+                before = tuple(r["t_after"])
                 print(f"timing {variant} {label:12s}: {r['nfe']} NFE in {r['wall']:.1f} s, t_fb before / after "
                       f"{r['t_before'][0]:.2f} / {r['t_after'][0]:.2f} s, overhead {r['overhead_nfe']:.3f} "
                       f"(NFE x t_fb) / {r['overhead_priced']:.3f} (priced)", flush=True)

@@ -268,3 +268,15 @@ def test_workflow_refuses_bad_options_and_already_undersampled_files(tmp_path, k
     with pytest.raises(ValueError, match="holds no .h5"):
         run_kspace(tmp_path / "empty", tmp_path / "o", generator=None, solver=None, solver_name="dmilo", cs_tv=None,
                    settings={})
+
+
+def test_workflow_refuses_file_maps_missing_before_writing(tmp_path):
+    from monai_dmilo.kspace.workflow import run_kspace
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_h5(folder / "nomaps.h5", kspace=np.ones((1, 2, 8, 8), np.complex64))
+    with pytest.raises(ValueError, match="holds no 'sensitivity_maps'"):
+        run_kspace(folder, tmp_path / "o", generator=None, solver=None, solver_name="dmilo", cs_tv=None,
+                   settings={}, coil_maps="file")
+    assert not (tmp_path / "o").exists()

@@ -87,14 +87,11 @@ def sense(kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, *, num_i
     directions from growing: unregularised, 30 iterations at 3.2x lost 10 dB to zero filling."""
     operator = MRI(mask, coil_maps=maps)
 
-    def as_real(z: torch.Tensor) -> torch.Tensor:
-        return torch.view_as_real(z)
-
-    def normal(xr: torch.Tensor) -> torch.Tensor:
+    def normal(xr: torch.Tensor) -> torch.Tensor:  # CG runs on the real view of the complex image
         x = torch.view_as_complex(xr.contiguous())
-        return as_real(operator.adjoint(operator(x)) + tikhonov * x)
+        return torch.view_as_real(operator.adjoint(operator(x)) + tikhonov * x)
 
-    b = as_real(operator.adjoint(kspace))
+    b = torch.view_as_real(operator.adjoint(kspace))
     x = conjugate_gradient(normal, b, torch.zeros_like(b), num_iters=num_iters)
     return torch.view_as_complex(x.contiguous())
 
@@ -105,9 +102,8 @@ class MagnitudeProblem:
 
     Attributes:
         y: ``(S, C, h, w)`` complex, the measurement ``y'`` the solvers see.
-        operator: the ``mri`` operator ``A'`` (coil maps ``S'``, mask).
+        operator: the ``mri`` operator ``A'`` (coil maps ``S' = S exp(i phi)``, the cropped mask).
         scale: ``s``, the magnitude that ``x = 1`` stands for.
-        kspace, maps, phase, mask: the cropped k-space, sensitivities, ``exp(i phi)``, mask ``(w,)``/``(h, w)``.
         zero_filled, sense: classical reconstructions' magnitudes ``(S, h, w)`` in the data's units.
         acceleration, central: of the mask on the prior's grid.
     """
@@ -115,10 +111,6 @@ class MagnitudeProblem:
     y: torch.Tensor
     operator: MRI
     scale: float
-    kspace: torch.Tensor
-    maps: torch.Tensor
-    phase: torch.Tensor
-    mask: np.ndarray
     zero_filled: torch.Tensor
     sense: torch.Tensor
     acceleration: float
@@ -138,8 +130,9 @@ def _object_percentile(magnitude: torch.Tensor, q: float = 99.5, floor: float = 
 def build_problem(kspace: np.ndarray, mask: np.ndarray, size: tuple[int, int], *, coil_maps: str = "lowres",
                   maps: np.ndarray | None = None, use_phase: bool = True, intensity_scale: float | None = None,
                   sense_iters: int = 30, sense_tikhonov: float = 0.01) -> MagnitudeProblem:
-    """Crop ``kspace`` ``(S, C, H, W)`` (unsampled entries zero) to ``size``, estimate the maps (or crop
-    the given ``maps`` ``(S, C, H, W)``) and the phase, and form the solvers' problem."""
+    """Crop ``kspace`` ``(S, C, H, W)`` (unsampled entries zero) to ``size``, estimate the maps with the
+    ``coil_maps`` method (or crop the given ``maps`` ``(S, C, H, W)``; the method is then unused) and
+    the phase, and form the solvers' problem."""
     k, m = crop_kspace(kspace, mask, size)
     k = torch.from_numpy(k)
     if maps is not None:
@@ -159,6 +152,5 @@ def build_problem(kspace: np.ndarray, mask: np.ndarray, size: tuple[int, int], *
     y = 2 * k / scale - operator(ones)
     acceleration, central = describe_mask(m)
     return MagnitudeProblem(
-        y=y, operator=operator, scale=scale, kspace=k, maps=s_maps, phase=phase, mask=m,
-        zero_filled=zero_filled_rss(k), sense=x_sense.abs()[:, 0], acceleration=acceleration, central=central,
+        y=y, operator=operator, scale=scale, zero_filled=zero_filled_rss(k), sense=x_sense.abs()[:, 0], acceleration=acceleration, central=central,
     )

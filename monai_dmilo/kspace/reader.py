@@ -55,10 +55,6 @@ class KspaceFile:
     attrs: dict = field(default_factory=dict)
     maps: np.ndarray | None = None
 
-    @property
-    def num_coils(self) -> int:
-        return int(self.kspace.shape[1])
-
 
 def infer_mask(kspace: np.ndarray) -> np.ndarray:
     """Acquired locations of ``kspace`` ``(slices, coils, H, W)``: a phase-encoding column is
@@ -182,7 +178,7 @@ def read_kspace_file(path: str | Path) -> KspaceFile:
     attrs = {k: content[k] for k in ("acquisition", "max", "norm", "patient_id", "acceleration", "num_low_frequency")
              if k in content}
     return KspaceFile(
-        name=path.name[: -len(".h5")] if path.name.endswith(".h5") else path.stem,
+        name=path.stem,
         kspace=kspace, mask=mask, mask_source=source, reference=reference,
         spacing=spacing_from_header(content.get("ismrmrd_header")), attrs=attrs, maps=maps,
     )

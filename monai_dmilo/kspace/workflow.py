@@ -19,7 +19,6 @@ A rerun with the same settings skips the files already done; other settings need
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import time
@@ -62,14 +61,17 @@ def list_kspace_files(dataset_dir: str | Path, max_files: int | None = None) -> 
     return files[:max_files] if max_files else files
 
 
-def _check_fully_sampled(item: KspaceFile) -> None:
-    """Retrospective undersampling needs fully sampled k-space."""
-    acceleration, _ = describe_mask(item.mask)
-    if acceleration > 1.0:
+def _check_item(item: KspaceFile, acceleration: float | None, coil_maps: str) -> None:
+    """What the options need from a file: fully sampled k-space for retrospective undersampling,
+    a ``sensitivity_maps`` dataset for ``coil_maps='file'``."""
+    native, _ = describe_mask(item.mask)
+    if acceleration is not None and native > 1.0:
         raise ValueError(
-            f"k-space file {item.name!r} is already undersampled (acceleration {acceleration:.2f}); "
+            f"k-space file {item.name!r} is already undersampled (acceleration {native:.2f}); "
             "drop acceleration to reconstruct it as acquired."
         )
+    if coil_maps == "file" and item.maps is None:
+        raise ValueError(f"coil_maps='file' but k-space file {item.name!r} holds no 'sensitivity_maps' dataset.")
 
 
 def _prepare_kspace(item: KspaceFile, acceleration: float | None, center_fraction: float, pattern: str,
@@ -77,7 +79,6 @@ def _prepare_kspace(item: KspaceFile, acceleration: float | None, center_fractio
     """The k-space to reconstruct, its mask and how it was obtained."""
     if acceleration is None:
         return item.kspace, item.mask, f"as acquired (acceleration {describe_mask(item.mask)[0]:.2f})"
-    _check_fully_sampled(item)
     kspace, mask = undersample(item.kspace, acceleration, center_fraction, pattern=pattern,
                                seed=sample_seed(item.name, seed))
     return kspace, mask, f"retrospective {pattern} {acceleration}x, centre {center_fraction}"
@@ -129,9 +130,7 @@ def _panel(columns: Mapping[str, np.ndarray], scores: Mapping[str, list[dict]], 
             canvas.paste(tile_img, (x0, y0 + header))
             score = scores.get(name, [{}] * slices)[s].get("psnr")
             draw.text((x0 + 1, y0 + 1), name if score is None else f"{name} {score:.1f}", fill=0)
-    buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG")
-    save_run_file(output_dir, path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+    save_run_file(output_dir, path, lambda tmp: canvas.save(tmp, format="PNG"))
 
 
 def _write_nifti(volume: np.ndarray, spacing: Sequence[float], path: Path, output_dir: Path) -> None:
@@ -152,12 +151,11 @@ def reconstruct_file(
     output_dir = Path(output_dir)
     start = time.perf_counter()
     size = tuple(generator.image_shape[-2:])
+    _check_item(item, acceleration, coil_maps)
     kspace, mask, how = _prepare_kspace(item, acceleration, center_fraction, pattern, seed)
     maps = item.maps if coil_maps == "file" else None
-    if coil_maps == "file" and maps is None:
-        raise ValueError(f"coil_maps='file' but k-space file {item.name!r} holds no 'sensitivity_maps' dataset.")
-    problem = build_problem(kspace, mask, size, coil_maps="lowres" if coil_maps == "file" else coil_maps,
-                            maps=maps, use_phase=use_phase)
+    problem = build_problem(kspace, mask, size, coil_maps=coil_maps, maps=maps, use_phase=use_phase)
+    native_acceleration = describe_mask(mask)[0]
     logger.info("%s: %s; on the %dx%d grid acceleration %.2f with %d calibration columns, intensity scale %.4g",
                 item.name, how, *size, problem.acceleration, problem.central, problem.scale)
     seeds = [sample_seed(f"{item.name}_s{k:03d}", seed) for k in range(problem.y.shape[0])]
@@ -190,7 +188,7 @@ def reconstruct_file(
         "kspace": list(item.kspace.shape), "grid": list(size),
         "matrix": (f"centre crop of k-space {height}x{width} -> {size[0]}x{size[1]} (the whole field of view at "
                    f"{height / size[0]:g} x {width / size[1]:g} coarser pixels)") if (height, width) != size else "none",
-        "undersampling": how, "mask": item.mask_source, "acceleration_native": describe_mask(mask)[0],
+        "undersampling": how, "mask": item.mask_source, "acceleration_native": native_acceleration,
         "acceleration_grid": problem.acceleration, "calibration_columns": problem.central, "coil_maps": coil_maps,
         "phase": "calibration phase held fixed" if use_phase else "none (real image)",
         "intensity_scale": problem.scale, "voxel_mm": list(spacing), "solver": solver_name, "seeds": seeds,
@@ -205,7 +203,7 @@ def reconstruct_file(
         logger.info("%s slice %d: %s", item.name, k, " | ".join(parts) if parts else "no reference")
         for name in images:
             rows.append({"file": item.name, "slice": k, "method": name, **scores[name][k],
-                         "acceleration_native": round(describe_mask(mask)[0], 3),
+                         "acceleration_native": round(native_acceleration, 3),
                          "acceleration_grid": round(problem.acceleration, 3)})
     logger.info("%s done in %.1f s", item.name, time.perf_counter() - start)
     return rows
@@ -266,9 +264,8 @@ def run_kspace(
     summary per method."""
     check_options(**{**OPTION_DEFAULTS, **{k: options[k] for k in OPTION_DEFAULTS if k in options}})
     items = [read_kspace_file(p) for p in list_kspace_files(dataset_dir, max_files)]  # all checked first
-    if options.get("acceleration") is not None:
-        for item in items:
-            _check_fully_sampled(item)
+    for item in items:
+        _check_item(item, options.get("acceleration"), options.get("coil_maps", OPTION_DEFAULTS["coil_maps"]))
     out = Path(check_output_dir(output_dir, settings=settings, overwrite=overwrite))
     start_run(out, settings=settings, overwrite=overwrite)
     if overwrite:
