@@ -22,7 +22,7 @@ import torch
 
 from common import REPO, markdown_table, write_report
 
-from monai_dmilo.data import sample_seed  # noqa: E402
+from monai_dmilo.seeds import seed_from_name  # noqa: E402
 from monai_dmilo.kspace.problem import build_problem, crop_image_lowpass, undersample  # noqa: E402
 from monai_dmilo.kspace.reader import read_kspace_file  # noqa: E402
 from monai_dmilo.kspace.workflow import list_kspace_files  # noqa: E402
@@ -57,9 +57,9 @@ def main() -> None:
             solver = build(preset["solver"], **{**preset["params"], key: value})
             values = []
             for item in items:
-                kspace, mask = undersample(item.kspace, acc, 0.08, seed=sample_seed(item.name, 0))
+                kspace, mask = undersample(item.kspace, acc, 0.08, seed=seed_from_name(item.name, 0))
                 problem = build_problem(kspace, mask, tuple(generator.image_shape[-2:]))
-                seeds = [sample_seed(f"{item.name}_s{k:03d}", 0) for k in range(problem.y.shape[0])]
+                seeds = [seed_from_name(f"{item.name}_s{k:03d}", 0) for k in range(problem.y.shape[0])]
                 x = solver.solve(problem.y, problem.operator, generator, seed=seeds).x
                 reference = crop_image_lowpass(item.reference, tuple(generator.image_shape[-2:]))
                 values += psnr(problem.magnitude(x).numpy(), reference)

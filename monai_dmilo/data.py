@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,6 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from monai.transforms import MapTransform
+
+from monai_dmilo.seeds import seed_from_name
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -31,7 +32,6 @@ __all__ = [
     "expand_volumes",
     "check_image_sizes",
     "build_datalist",
-    "sample_seed",
     "read_image_array",
     "is_dicom_series",
     "read_dicom",
@@ -274,11 +274,6 @@ def build_datalist(
     return items
 
 
-def sample_seed(name: str, base_seed: int = 0) -> int:
-    """A per-image seed from its name and the run's seed: independent of batch size and rank."""
-    return int((zlib.crc32(str(name).encode("utf-8")) + 1_000_003 * int(base_seed)) % (2**31 - 1))
-
-
 class _VolumeCache:
     """Keeps the last few NIfTI volumes / DICOM series loaded, so slices of one volume read it once."""
 
@@ -388,7 +383,7 @@ class LoadImageForPriord(MapTransform):
         d.setdefault("slice", -1)  # batches need the same keys in every item
         d.setdefault("num_slices", 0)
         d.setdefault("volume", "")
-        d["seed"] = sample_seed(d["name"], self.base_seed)
+        d["seed"] = seed_from_name(d["name"], self.base_seed)
         return d
 
 
@@ -463,5 +458,5 @@ class LoadMeasurementd(MapTransform):
         d.setdefault("slice", -1)
         d.setdefault("num_slices", 0)
         d.setdefault("volume", "")
-        d["seed"] = sample_seed(d["name"], self.base_seed)
+        d["seed"] = seed_from_name(d["name"], self.base_seed)
         return d

@@ -204,6 +204,23 @@ class StepwiseDDIM(nn.Module):
         x0, eps = self.denoise(z, i)
         return abar_prev**0.5 * x0 + (1.0 - abar_prev) ** 0.5 * eps
 
+    def with_uniform_steps(self, num_steps: int) -> "StepwiseDDIM":
+        """A sibling on the same (shared, frozen) network and noise schedule with ``num_steps``
+        uniform timesteps (what DPS, DDRM, DiffPIR, PiGDM and RED-diff sample with).
+
+        Its ``alphas_cumprod`` buffer stays on the CPU (moving it would make the host wait for the
+        GPU); the steps only read the host floats ``step_coefficients``.
+        """
+        return StepwiseDDIM(
+            self.network,
+            num_steps=num_steps,
+            schedule="uniform",
+            clip_x0=self.clip_x0,
+            image_shape=self.image_shape,
+            autocast_dtype=self.autocast_dtype,
+            **self.schedule_params,
+        )
+
     def sample(self, z0: torch.Tensor) -> torch.Tensor:
         """``G(z0)``: run all N steps from the initial noise ``z0`` (B, C, H, W)."""
         z = z0

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 import torch
 from monai.inferers import Inferer
 
+from monai_dmilo.operators.base import real_dtype_of
 from monai_dmilo.solvers import DMILO, DMILOPGD, Solver, SolverOutput, build_from_preset
 
 __all__ = ["SolverInferer", "DMILOInferer", "DMILOPGDInferer"]
@@ -46,6 +47,7 @@ class SolverInferer(Inferer):
     Attributes:
         last_output: the :class:`~monai_dmilo.solvers.SolverOutput` of the last call (history,
             NFE, wall time, kernel) for handlers.
+        last_operator: the operator of the last call.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class SolverInferer(Inferer):
         self.operator_params = dict(operator_params or {})
         self.seed_key = seed_key
         self.last_output: SolverOutput | None = None
+        self.last_operator: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @classmethod
     def from_preset(cls, preset: str, *, solver_overrides: Mapping[str, Any] | None = None, **inferer_args: Any) -> SolverInferer:
@@ -94,7 +97,10 @@ class SolverInferer(Inferer):
             inputs: the measurement ``y`` ``(B, ...)``.
             network: the prior, a StepwiseDDIM.
             args: unused (kept for MONAI's contract); must be empty.
-            kwargs: operator parameters from the batch and optional ``seed_key`` seeds.
+            kwargs: ``operator`` (the batch's built operator, as
+                :class:`~monai_dmilo.engines.InverseProblemPrepareBatch` passes it) or operator
+                parameters from the batch (built here with the inferer's ``operator`` name), and
+                optional ``seed_key`` seeds.
 
         Returns:
             ``x`` ``(B, C, H, W)`` on ``inputs``' device, in its (real) dtype.
@@ -114,15 +120,18 @@ class SolverInferer(Inferer):
             seed = [int(s) for s in seed.reshape(-1).tolist()]
         with torch.inference_mode(False), torch.enable_grad():
             y = _plain(inputs)
-            params = {k: _plain(v) for k, v in {**self.operator_params, **kwargs}.items()}
-            operator = self._build_operator(params)
+            operator = kwargs.pop("operator", None)
+            if operator is not None and kwargs:
+                raise ValueError(f"operator parameters {sorted(kwargs)} were given with a built operator; pass one or the other.")
+            if operator is None:
+                operator = self._build_operator({k: _plain(v) for k, v in {**self.operator_params, **kwargs}.items()})
             output = self.solver.solve(y, operator, network, seed=seed)
         if output.interrupted:
             # the solver stopped early on Ctrl-C; a workflow must not record that estimate as a result
             raise KeyboardInterrupt("the solve was interrupted")
         self.last_output = output
-        dtype = y.real.dtype if y.is_complex() else y.dtype
-        return output.x.to(device=inputs.device, dtype=dtype)
+        self.last_operator = operator
+        return output.x.to(device=inputs.device, dtype=real_dtype_of(y))
 
 
 class _NamedSolverInferer(SolverInferer):

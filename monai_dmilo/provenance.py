@@ -61,7 +61,7 @@ def inference_task(task: str | None, provenance: Mapping[str, Any] | None) -> di
         ValueError: no task given and none recorded; or the given task's operator is not the one the
             measurements were made with.
     """
-    from monai_dmilo.engines import available_tasks, load_task
+    from monai_dmilo.tasks import available_tasks, load_task
 
     recorded = (provenance or {}).get("task")
     if task is None:
@@ -82,11 +82,13 @@ def inference_task(task: str | None, provenance: Mapping[str, Any] | None) -> di
 
 
 def _task_from_record(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    from monai_dmilo.operators import required_batch_keys
+
     return {
         "name": recorded["name"], "description": recorded.get("description", ""),
         "operator": recorded["operator"], "operator_params": dict(recorded.get("operator_params") or {}),
         "simulation": dict(recorded.get("simulation") or {}), "noise_sigma": float(recorded.get("noise_sigma", 0.0)),
-        "param_keys": list(recorded.get("param_keys") or []), "solver_task": recorded.get("solver_task", recorded["name"]),
+        "param_keys": list(required_batch_keys(recorded["operator"])), "solver_task": recorded.get("solver_task", recorded["name"]),
     }
 
 

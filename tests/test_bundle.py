@@ -234,7 +234,7 @@ def test_metadata_validates_against_schema():
 
 
 def test_task_presets_load_and_name_existing_solver_presets():
-    from monai_dmilo.engines import available_tasks, load_task
+    from monai_dmilo.tasks import available_tasks, load_task
     from monai_dmilo.operators import OPERATORS
     from monai_dmilo.solvers import available_presets
 

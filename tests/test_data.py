@@ -17,8 +17,8 @@ from monai_dmilo.data import (
     file_stem,
     list_images,
     read_datalist_file,
-    sample_seed,
 )
+from monai_dmilo.seeds import seed_from_name
 
 
 def _png(path, size=16, mode="L", seed=0):
@@ -153,4 +153,4 @@ def test_seeds_depend_on_name_and_run_seed_only(tmp_path):
     reversed_seeds = {load(i)["name"]: load(i)["seed"] for i in reversed(items)}
     assert seeds == reversed_seeds
     assert seeds["a"] != seeds["b"]
-    assert seeds["a"] == sample_seed("a", 3) != sample_seed("a", 4)
+    assert seeds["a"] == seed_from_name("a", 3) != seed_from_name("a", 4)

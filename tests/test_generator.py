@@ -211,3 +211,11 @@ def test_monai_unet_float32_chain(tiny_generator):
     assert x.shape == (2, 1, 16, 16) and x.dtype == torch.float32 and torch.isfinite(x).all()
     # Batched == one at a time.
     torch.testing.assert_close(gen.sample(z[1:]), x[1:], rtol=1e-5, atol=1e-5)
+
+
+def test_with_uniform_steps_is_a_sibling_on_the_same_network_and_schedule():
+    prior = StepwiseDDIM(TinyEps(), num_steps=3, clip_x0=True, image_shape=(1, 8, 8), beta_end=0.03)
+    sibling = prior.with_uniform_steps(10)
+    assert sibling.network is prior.network and sibling.num_steps == 10
+    assert sibling.timesteps == uniform_timesteps(10) and sibling.clip_x0 and sibling.image_shape == prior.image_shape
+    torch.testing.assert_close(sibling.alphas_cumprod, prior.alphas_cumprod)  # same beta schedule (beta_end 0.03)

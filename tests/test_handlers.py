@@ -5,7 +5,6 @@ import csv
 import importlib.util
 import json
 import math
-from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
@@ -15,12 +14,12 @@ from ignite.engine import Engine
 from monai.utils import CommonKeys as Keys
 from PIL import Image
 
+from monai_dmilo import operators
 from monai_dmilo.handlers import (
     MetricsCSVWriter,
     PanelSaver,
     ReconstructionSaver,
     RunSummary,
-    measurement_view,
     pending_items,
     prepare_output_dir,
     read_results,
@@ -94,16 +93,12 @@ def test_lpips_skipped_when_package_absent():
 # ----------------------------------------------------------------------------- engine runs
 
 
-class _StubInferer:
-    """Stands in for SolverInferer: only ``last_output`` (NFE, wall time) is read by handlers."""
-
-    def __init__(self, nfe=7, wall_time=2.0):
-        self.last_output = SimpleNamespace(nfe=nfe, wall_time=wall_time)
-
-
-def _run(handlers, batches):
+def _run(handlers, batches, *, nfe=7, seconds=2.0):
+    """An engine whose output is what InverseProblemEvaluator gives handlers: the batch's operator
+    (built from its mask), NFE and solve seconds."""
     def step(engine, batch):
-        return {Keys.IMAGE: batch["y"], Keys.LABEL: batch.get("image"), Keys.PRED: batch["pred"]}
+        return {Keys.IMAGE: batch["y"], Keys.LABEL: batch.get("image"), Keys.PRED: batch["pred"],
+                "operator": operators.build_from_batch("inpainting", {}, batch) if "mask" in batch else None, "nfe": nfe, "seconds": seconds}
 
     engine = Engine(step)
     for h in handlers:
@@ -137,15 +132,14 @@ def _png_batch(tmp_path, names, size=16, seed=0):
 def test_png_run_writes_csv_reconstructions_panels_summary(tmp_path):
     pytest.importorskip("monai_dmilo.operators", reason="needs the operator registry")
     out = tmp_path / "run"
-    inferer = _StubInferer(nfe=7, wall_time=2.0)
     handlers = [
         ReconstructionSaver(out),
-        PanelSaver(out, operator="inpainting", param_keys=["mask"]),
-        MetricsCSVWriter(out, inferer=inferer, use_lpips=False),
+        PanelSaver(out),
+        MetricsCSVWriter(out, use_lpips=False),
         RunSummary(out, settings={"task": "inpainting", "solver": "dmilo", "seed": 0}),
     ]
     batches = [_png_batch(tmp_path, ["a", "b"], seed=0), _png_batch(tmp_path, ["c"], seed=1)]
-    _run(handlers, batches)
+    _run(handlers, batches, nfe=7, seconds=2.0)
 
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [r["name"] for r in rows] == ["a", "b", "c"]
@@ -170,16 +164,16 @@ def test_png_run_writes_csv_reconstructions_panels_summary(tmp_path):
 
 def test_metrics_csv_appends_on_resume_and_inference_has_no_metrics(tmp_path):
     out = tmp_path / "run"
-    writer = MetricsCSVWriter(out, inferer=_StubInferer(), use_lpips=False)
+    writer = MetricsCSVWriter(out, use_lpips=False)
     _run([writer], [_png_batch(tmp_path, ["a"])])
-    _run([MetricsCSVWriter(out, inferer=_StubInferer(), use_lpips=False)], [_png_batch(tmp_path, ["b"])])
+    _run([MetricsCSVWriter(out, use_lpips=False)], [_png_batch(tmp_path, ["b"])])
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [r["name"] for r in rows] == ["a", "b"]
 
     out2 = tmp_path / "infer"
     batch = _png_batch(tmp_path, ["z"])
     del batch["image"]
-    _run([MetricsCSVWriter(out2, inferer=_StubInferer(), use_lpips=False)], [batch])
+    _run([MetricsCSVWriter(out2, use_lpips=False)], [batch])
     header = next(csv.reader((out2 / "metrics.csv").open()))
     assert header == ["name", "nfe", "seconds", "seed"]
 
@@ -237,20 +231,15 @@ def test_summary_merges_rank_files(tmp_path):
 
 def test_super_resolution_view_is_upsampled():
     y = torch.linspace(-1, 1, 16).reshape(1, 1, 4, 4)
-    v = measurement_view(y, "super_resolution", None, (1, 16, 16))
+    v = operators.build("super_resolution", scale=4).view(y, (1, 16, 16))
     assert v.shape == (1, 1, 16, 16)
     torch.testing.assert_close(v[0, 0, :4, :4], torch.full((4, 4), float((y[0, 0, 0, 0] + 1) / 2)))
 
 
 def test_mri_view_is_zero_filled_real_part():
-    class _FFT:
-        linear = True
-
-        def adjoint(self, k):
-            return torch.fft.ifft2(k, norm="ortho")
-
     x = torch.rand(1, 1, 8, 8) * 2 - 1  # an image in [-1, 1]: a magnitude view would fold the negatives
-    v = measurement_view(torch.fft.fft2(x.to(torch.complex64), norm="ortho"), "mri", _FFT(), (1, 8, 8))
+    mri = operators.build("mri", mask=torch.ones(8))
+    v = mri.view(mri(x), (1, 8, 8))
     assert v.shape == (1, 1, 8, 8) and v.dtype == torch.float32
     expect = (x - x.min()) / (x.max() - x.min())
     torch.testing.assert_close(v, expect, atol=1e-5, rtol=1e-4)

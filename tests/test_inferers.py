@@ -77,3 +77,37 @@ def test_bad_arguments_raise_named_errors():
         inferer(y, generator, mask=mask)
     with pytest.raises(TypeError, match="inputs"):
         inferer(y.numpy(), generator)
+
+
+def test_prepare_batch_builds_the_operator_once_and_the_evaluator_hands_it_to_handlers():
+    """The batch's operator is built by InverseProblemPrepareBatch from its class's batch keys, the
+    inferer solves with exactly it, and InverseProblemEvaluator puts it, NFE and time in the output."""
+    from ignite.engine import Events
+    from monai.data import DataLoader
+
+    from monai_dmilo.engines import InverseProblemEvaluator, InverseProblemPrepareBatch
+
+    y, mask, generator = _problem()
+    data = [{"y": y[b], "image": y[b], "mask": mask[b], "seed": 40 + b} for b in range(2)]
+    solver = DMILO(num_outer=1, num_inner=2)
+    inferer = SolverInferer(solver, operator=None)  # the operator comes from prepare_batch only
+    prepare = InverseProblemPrepareBatch(operator="inpainting")
+    seen = {}
+    evaluator = InverseProblemEvaluator(
+        device=torch.device("cpu"), val_data_loader=DataLoader(data, batch_size=2), network=generator,
+        inferer=inferer, prepare_batch=prepare, decollate=False)
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda e: seen.update(e.state.output))
+    evaluator.run()
+    operator = seen["operator"]
+    assert type(operator).__name__ == "Inpainting" and operator is inferer.last_operator
+    torch.testing.assert_close(operator.mask, mask)
+    direct = solver.solve(y, build_operator("inpainting", mask=mask), generator, seed=[40, 41])
+    torch.testing.assert_close(torch.as_tensor(seen["pred"]), direct.x, atol=1e-6, rtol=0)
+    assert seen["nfe"] == direct.nfe and seen["seconds"] > 0
+
+
+def test_a_built_operator_and_operator_parameters_are_refused_together():
+    y, mask, generator = _problem()
+    inferer = SolverInferer(DMILO(num_outer=1, num_inner=1), operator="inpainting")
+    with pytest.raises(ValueError, match="built operator"):
+        inferer(y, generator, operator=build_operator("inpainting", mask=mask), mask=mask)

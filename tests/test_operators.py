@@ -542,3 +542,43 @@ def test_poisson_noise_mean_variance_and_errors():
         operators.build_noise("gaussian", sigma=-1.0)
     with pytest.raises(ValueError):
         operators.build_noise("speckle")
+
+
+@pytest.mark.parametrize("case", OPERATOR_CASES, ids=IDS)
+def test_build_from_batch_reads_the_keys_the_class_declares(case):
+    """A batch holding the per-sample parameters under the class's batch_keys rebuilds the same
+    operator; fixed parameters come from operator_params; keys outside batch_keys are not read."""
+    op, x, params = _make(case, 2)
+    keys = operators.batch_keys(case.name)
+    assert set(operators.required_batch_keys(case.name)) <= set(keys)
+    fixed = {k: v for k, v in params.items() if k not in keys}
+    batch = {k: v for k, v in params.items() if k in keys}
+    batch["unrelated"] = torch.zeros(2)
+    rebuilt = operators.build_from_batch(case.name, fixed, batch)
+    if case.name == "module":
+        rebuilt.module.to(torch.float64)
+    torch.testing.assert_close(rebuilt(x), op(x))
+
+
+def test_required_batch_keys_are_what_a_task_must_provide():
+    assert operators.required_batch_keys("inpainting") == ("mask",)
+    assert operators.required_batch_keys("blur") == ("kernel",)
+    assert operators.required_batch_keys("mri") == ("mask",)  # coil maps are optional (single coil)
+    assert operators.required_batch_keys("ct") == () and operators.required_batch_keys("super_resolution") == ()
+
+
+@pytest.mark.parametrize("case", OPERATOR_CASES, ids=IDS)
+def test_view_shows_the_measurement_as_an_image_in_unit_range(case):
+    op, x, _ = _make(case, 2)
+    view = op.view(op(x), x.shape[1:])
+    assert view.shape[0] == 2 and view.shape[1] in (1, x.shape[1]) and view.shape[-2:] == x.shape[-2:]
+    assert view.dtype == torch.float32 and float(view.min()) >= 0.0 and float(view.max()) <= 1.0
+
+
+def test_views_of_image_domain_measurements_keep_the_pixels():
+    x = torch.rand(1, 1, 8, 8) * 2 - 1
+    mask = (torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    inpainting = build("inpainting", mask=mask)
+    torch.testing.assert_close(inpainting.view(inpainting(x), (1, 8, 8)), ((x * mask + 1) / 2).clamp(0, 1))
+    sinogram = build("ct", angles=torch.tensor([0.0, 45.0, 90.0])).view(torch.rand(1, 1, 3, 12), (1, 8, 8))
+    assert sinogram.shape == (1, 1, 8, 8) and float(sinogram.min()) == 0.0 and float(sinogram.max()) == 1.0

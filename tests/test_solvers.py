@@ -798,7 +798,7 @@ def test_dmplug_with_the_discrepancy_principle_stops_once_the_noise_level_is_rea
 
 def test_baseline_solvers_have_a_preset_for_every_solver_task():
     """`--solver diffpir|pigdm|tv` finds `<solver task>_<solver>` for each task of configs/tasks."""
-    from monai_dmilo.engines import available_tasks, load_task
+    from monai_dmilo.tasks import available_tasks, load_task
 
     for task in available_tasks():
         solver_task = load_task(task)["solver_task"]

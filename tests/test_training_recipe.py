@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from monai_dmilo.training import ArrayImageDataset, build_diffusion_unet, build_ddpm_scheduler, create_prior_trainer
-from monai_dmilo.training_recipe import WeightedDiffusionInferer, WeightedPrepareBatch, lr_factor, min_snr_weight
+from monai_dmilo.training.recipe import WeightedDiffusionInferer, WeightedPrepareBatch, lr_factor, min_snr_weight
 
 TINY = {"channels": (8, 16), "attention_levels": (False, True), "num_head_channels": 8, "norm_num_groups": 8}
 
@@ -144,7 +144,7 @@ def test_v_parameterization_is_exact_for_the_true_v_and_bounds_x0():
 
 
 def test_v_weight_turns_the_eps_mse_into_the_v_mse():
-    from monai_dmilo.training_recipe import loss_weight
+    from monai_dmilo.training.recipe import loss_weight
 
     scheduler = build_ddpm_scheduler()
     abar = scheduler.alphas_cumprod

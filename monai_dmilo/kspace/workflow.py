@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..data import sample_seed
+from ..seeds import seed_from_name
 from ..handlers import check_output_dir, start_run
 from ..operators.mri import MRI
 from ..run_files import save_run_file
@@ -80,7 +80,7 @@ def _prepare_kspace(item: KspaceFile, acceleration: float | None, center_fractio
     if acceleration is None:
         return item.kspace, item.mask, f"as acquired (acceleration {describe_mask(item.mask)[0]:.2f})"
     kspace, mask = undersample(item.kspace, acceleration, center_fraction, pattern=pattern,
-                               seed=sample_seed(item.name, seed))
+                               seed=seed_from_name(item.name, seed))
     return kspace, mask, f"retrospective {pattern} {acceleration}x, centre {center_fraction}"
 
 
@@ -158,7 +158,7 @@ def reconstruct_file(
     native_acceleration = describe_mask(mask)[0]
     logger.info("%s: %s; on the %dx%d grid acceleration %.2f with %d calibration columns, intensity scale %.4g",
                 item.name, how, *size, problem.acceleration, problem.central, problem.scale)
-    seeds = [sample_seed(f"{item.name}_s{k:03d}", seed) for k in range(problem.y.shape[0])]
+    seeds = [seed_from_name(f"{item.name}_s{k:03d}", seed) for k in range(problem.y.shape[0])]
     images = {"zero_filled": problem.zero_filled.numpy(), "sense": problem.sense.numpy()}
     images["cs_tv"] = problem.magnitude(_solve(problem, cs_tv, generator, seeds, batch_size)).numpy()
     images[solver_name] = problem.magnitude(_solve(problem, solver, generator, seeds, batch_size)).numpy()

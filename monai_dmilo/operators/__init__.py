@@ -5,6 +5,10 @@
 >>> y = op(x)                      # A(x), x (B, C, H, W)
 >>> x_adj = op.adjoint(y)          # A*(y), linear operators only
 
+Each operator class declares the per-sample parameters a workflow reads from a batch
+(``batch_keys``, e.g. ``mask``; ``optional_batch_keys`` may be absent) and how its measurement is
+shown in a panel (``view``); :func:`build_from_batch` builds it from a collated batch.
+
 Registered names and parameters:
 
 ================== ============================ =========================================
@@ -22,7 +26,7 @@ module             module                       :mod:`.nonlinear`
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from monai.utils import look_up_option
 
@@ -40,6 +44,9 @@ from .resize import SuperResolution
 __all__ = [
     "OPERATORS",
     "build",
+    "build_from_batch",
+    "batch_keys",
+    "required_batch_keys",
     "register",
     "ForwardOperator",
     "LinearOperator",
@@ -105,3 +112,26 @@ def build(name: str, **params) -> ForwardOperator:
         if "unexpected keyword argument" in str(err) or "missing" in str(err):
             raise TypeError(f"operator {name!r}: {err}") from err
         raise
+
+
+def batch_keys(name: str) -> tuple[str, ...]:
+    """The per-sample parameters operator ``name`` reads from a batch (its class's ``batch_keys``)."""
+    return tuple(getattr(look_up_option(name, OPERATORS), "batch_keys", ()))
+
+
+def required_batch_keys(name: str) -> tuple[str, ...]:
+    """Those of :func:`batch_keys` that every item must provide (the rest are optional)."""
+    optional = set(getattr(look_up_option(name, OPERATORS), "optional_batch_keys", ()))
+    return tuple(k for k in batch_keys(name) if k not in optional)
+
+
+def build_from_batch(name: str, operator_params: Mapping[str, Any] | None, batch: Mapping[str, Any]) -> ForwardOperator:
+    """Operator ``name`` from its fixed ``operator_params`` and the per-sample parameters
+    (:func:`batch_keys`) present in a collated ``batch`` (tensors ``(B, ...)``; MetaTensors are
+    used as plain tensors). Batch values override fixed ones."""
+    params = dict(operator_params or {})
+    for key in batch_keys(name):
+        if key in batch:
+            value = batch[key]
+            params[key] = value.as_tensor() if hasattr(value, "as_tensor") else value
+    return build(name, **params)

@@ -1,13 +1,13 @@
-"""Seeds and ``torch.Generator`` helpers shared by the random generators (masks, kernels, noise)."""
+"""``torch.Generator`` helpers shared by the random generators (masks, kernels); batch seeds: :mod:`monai_dmilo.seeds`."""
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Union
 
 import numpy as np
 import torch
 
-__all__ = ["SeedLike", "as_generator", "per_sample_seeds"]
+__all__ = ["SeedLike", "as_generator"]
 
 SeedLike = Union[int, torch.Generator, None]
 
@@ -24,15 +24,3 @@ def as_generator(seed: SeedLike, *, name: str = "seed") -> torch.Generator:
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"{name} must be an int, a torch.Generator or None, got {seed!r}.")
     return torch.Generator().manual_seed(int(seed))
-
-
-def per_sample_seeds(seed: int | Sequence[int] | torch.Tensor, batch_size: int, *, name: str = "seed") -> list[int]:
-    """Expands ``seed`` (one int, or one int per sample) to a list of ``batch_size`` ints."""
-    if isinstance(seed, torch.Tensor):
-        seed = seed.reshape(-1).tolist()
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        seed = [int(seed) + b for b in range(batch_size)] if batch_size > 1 else [int(seed)]
-    seeds = [int(s) for s in seed]
-    if len(seeds) != batch_size:
-        raise ValueError(f"{name} must be one int or {batch_size} ints (one per sample), got {len(seeds)} values.")
-    return seeds

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
 
+from . import views
 from .linear_solve import Spectral, conjugate_gradient, dense_svd, real_part
 
 _NAN_CHECKS = contextvars.ContextVar("monai_dmilo_nan_checks", default=True)
@@ -39,9 +40,23 @@ class ForwardOperator(nn.Module):
     """
 
     linear: bool = False
+    #: per-sample parameters a workflow reads from a batch to build this operator (mask, kernel...)
+    batch_keys: tuple[str, ...] = ()
+    #: those of :attr:`batch_keys` a batch may leave out (the rest are required)
+    optional_batch_keys: tuple[str, ...] = ()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def view(self, y: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """``y`` shown as images ``(B, 1|C, H, W)`` in [0, 1] for a panel; ``shape`` is the image's
+        ``(C, H, W)``. Default: ``y`` itself when it is a real image of that size, else ``A^* y``
+        for linear operators, else ``|y|`` resized (see :mod:`.views`)."""
+        if tuple(y.shape[-2:]) == tuple(shape[-2:]) and not y.is_complex():
+            return views.to_unit(y)
+        if self.linear:
+            return views.zero_filled_view(y, self)
+        return views.sinogram_view(y, shape)
 
     def keep_measured(self, y: torch.Tensor) -> torch.Tensor:
         """Zeroes the entries of a measurement-shaped ``y`` that the operator does not measure.

@@ -9,8 +9,11 @@ The result is differentiable in the image and in the kernel (blind deblurring).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
+from . import views
 from .base import LinearOperator, as_real_parameter, check_image, real_dtype_of
 from .padding import pad_along, pad_indices, unpad_along
 
@@ -43,6 +46,12 @@ class Blur(LinearOperator):
         >>> Blur(kernel=gaussian_kernel(9, 2.0))(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2, 3, 32, 32])
     """
+
+    batch_keys = ("kernel",)
+
+    def view(self, y: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """The blurred image."""
+        return views.image_view(y, shape)
 
     def __init__(self, kernel: torch.Tensor) -> None:
         super().__init__()

@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import math
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 
+from . import views
 from .base import LinearOperator, as_real_parameter, check_image
 
 __all__ = ["CT"]
@@ -76,6 +79,13 @@ class CT(LinearOperator):
         >>> CT(angles=torch.linspace(0, 180, 6)[:-1])(torch.rand(1, 1, 32, 32)).shape
         torch.Size([1, 1, 5, 46])
     """
+
+    batch_keys = ("angles",)
+    optional_batch_keys = ("angles",)
+
+    def view(self, y: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """The sinogram, resized to the image and min-max scaled."""
+        return views.sinogram_view(y, shape)
 
     def __init__(
         self,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
+from . import views
 from .base import LinearOperator, _per_sample, as_real_parameter, check_image, real_dtype_of
 from .linear_solve import Spectral
 
@@ -41,6 +44,12 @@ class Inpainting(LinearOperator):
         >>> op(torch.zeros(2, 3, 8, 8)).shape
         torch.Size([2, 3, 8, 8])
     """
+
+    batch_keys = ("mask",)
+
+    def view(self, y: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """The observed pixels (hidden ones at 0: mid grey)."""
+        return views.image_view(y, shape)
 
     def __init__(self, mask: torch.Tensor) -> None:
         super().__init__()

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import math
 
+from typing import Sequence
+
 import torch
 
+from . import views
 from .base import LinearOperator, as_real_parameter, check_image, check_tensor, complex_dtype_of, real_dtype_of
 
 __all__ = ["MRI", "fft2c", "ifft2c", "simulate_coil_maps"]
@@ -70,6 +73,13 @@ class MRI(LinearOperator):
         ``x (B, 1, H, W)`` real or complex (``(B, C, H, W)`` without coil maps) ``->
         y (B, coils, H, W)`` complex64 (complex128 for float64/complex128 inputs).
     """
+
+    batch_keys = ("mask", "coil_maps")
+    optional_batch_keys = ("coil_maps",)
+
+    def view(self, y: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """The zero-filled image ``Re A^* y``, min-max scaled."""
+        return views.zero_filled_view(y, self)
 
     def __init__(self, mask: torch.Tensor, coil_maps: torch.Tensor | None = None) -> None:
         super().__init__()

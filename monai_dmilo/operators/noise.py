@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ._rng import per_sample_seeds
+from ..seeds import per_sample_seeds
 from .base import check_tensor
 
 __all__ = ["GaussianNoise", "PoissonNoise", "NoNoise", "NOISE_MODELS", "build_noise"]
@@ -21,7 +21,8 @@ __all__ = ["GaussianNoise", "PoissonNoise", "NoNoise", "NOISE_MODELS", "build_no
 
 class _Noise(nn.Module):
     def forward(self, y: torch.Tensor, *, seed: int | Sequence[int] | torch.Tensor) -> torch.Tensor:
-        """Noisy ``y`` (same shape and dtype); ``seed`` is one int or one int per sample (dim 0)."""
+        """Noisy ``y`` (same shape and dtype); ``seed``: one int ``s`` (samples ``s, s + 1, ...``) or one
+        int per sample (dim 0), see :mod:`monai_dmilo.seeds`."""
         check_tensor(y, name="y")
         if y.ndim == 0:
             raise ValueError("y must have a batch dimension, got a scalar.")

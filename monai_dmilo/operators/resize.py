@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import math
 
+from typing import Sequence
+
 import torch
 
+from . import views
 from .base import LinearOperator, check_image, real_dtype_of
 
 __all__ = ["SuperResolution", "cubic", "bicubic_antialias_weights", "downsampling_matrix"]
@@ -68,6 +71,11 @@ class SuperResolution(LinearOperator):
         >>> SuperResolution(scale=4)(torch.rand(1, 3, 64, 64)).shape
         torch.Size([1, 3, 16, 16])
     """
+
+
+    def view(self, y: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """The low-resolution image at full size (nearest neighbour)."""
+        return views.image_view(y, shape)
 
     def __init__(self, scale: int) -> None:
         super().__init__()

@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..operators.base import skip_nan_checks
+from ..operators.base import real_dtype_of, skip_nan_checks
+from ..seeds import per_sample_seeds
 from .selection import SelectionRule, build_selection
 
 __all__ = [
@@ -34,11 +35,9 @@ __all__ = [
     "per_sample_mean_square",
     "per_sample_sum_square",
     "initial_noise",
-    "resolve_seeds",
     "frozen",
     "draw_noise",
     "ddim_sigma",
-    "with_uniform_steps",
 ]
 
 
@@ -98,33 +97,6 @@ def per_sample_norm(r: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(_real_view(r).flatten(1), dim=1)
 
 
-def resolve_seeds(seed: int | Sequence[int] | torch.Tensor | None, batch_size: int) -> list[int]:
-    """One integer seed per sample.
-
-    ``None`` draws the seeds from torch's global RNG (so ``torch.manual_seed`` governs them); an
-    int gives every sample that seed; a sequence (or 1-D tensor) gives one seed per sample.
-    """
-    if seed is None:
-        return [int(s) for s in torch.randint(0, 2**31 - 1, (batch_size,)).tolist()]
-    if isinstance(seed, torch.Tensor):
-        if seed.ndim > 1:
-            raise ValueError(f"seed must be an int or one int per sample, got a tensor of shape {tuple(seed.shape)}.")
-        seed = seed.reshape(-1).tolist()
-    if isinstance(seed, bool):
-        raise TypeError(f"seed must be an int or a sequence of ints, got {seed!r}.")
-    if isinstance(seed, int):
-        return [seed] * batch_size
-    if isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)):
-        seeds = list(seed)
-        if len(seeds) != batch_size:
-            raise ValueError(f"seed must hold one int per sample ({batch_size}), got {len(seeds)} seeds.")
-        for s in seeds:
-            if isinstance(s, bool) or not isinstance(s, int):
-                raise TypeError(f"seed must hold ints, got {s!r} in {seeds!r}.")
-        return seeds
-    raise TypeError(f"seed must be None, an int or a sequence of ints, got {type(seed).__name__}.")
-
-
 def to_device_without_wait(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """``t`` (a CPU tensor) on ``device`` in ``dtype``; to CUDA through pinned memory, without blocking.
 
@@ -148,30 +120,6 @@ def ddim_sigma(eta: float, a_t: float, a_prev: float) -> float:
     return eta * math.sqrt((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev))
 
 
-def with_uniform_steps(generator: Any, num_steps: int) -> Any:
-    """A sibling StepwiseDDIM on the same network and schedule with ``num_steps`` uniform timesteps.
-
-    Its ``alphas_cumprod`` buffer stays on the CPU (moving it would make the host wait for the
-    GPU); the steps only read the host floats ``step_coefficients``.
-    """
-    from monai_dmilo.generator import StepwiseDDIM
-
-    return StepwiseDDIM(
-        generator.network,
-        num_steps=num_steps,
-        schedule="uniform",
-        clip_x0=generator.clip_x0,
-        image_shape=generator.image_shape,
-        autocast_dtype=generator.autocast_dtype,
-        **generator.schedule_params,
-    )
-
-
-def image_dtype(y: torch.Tensor) -> torch.dtype:
-    """The real dtype of images for a measurement ``y`` (complex measurements -> their real part's)."""
-    return y.real.dtype if y.is_complex() else y.dtype
-
-
 def initial_noise(
     y: torch.Tensor,
     image_shape: Sequence[int] | None,
@@ -187,7 +135,7 @@ def initial_noise(
     """
     batch = y.shape[0]
     rngs = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    dtype = image_dtype(y)
+    dtype = real_dtype_of(y)  # images are real: a complex y gives its real part's dtype
     if z_init is not None:
         if not isinstance(z_init, torch.Tensor):
             raise TypeError(f"z_init must be a tensor, got {type(z_init).__name__}.")
@@ -393,7 +341,7 @@ class Solver:
         self._check_operator(operator)
         if torch.isnan(y).any():
             raise ValueError(f"y contains NaN values (shape {tuple(y.shape)}); expected finite numbers.")
-        seeds = resolve_seeds(seed, y.shape[0])
+        seeds = per_sample_seeds(seed, y.shape[0])
         with torch.inference_mode(False), torch.enable_grad(), frozen(generator, operator):
             y = y.detach().clone()  # a normal tensor even if y was made under inference_mode
             z0, rngs = initial_noise(y, getattr(generator, "image_shape", None), seeds, z_init)

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .base import RunState, Solver, draw_noise, per_sample_mean_square, with_uniform_steps
+from .base import RunState, Solver, draw_noise, per_sample_mean_square
 from ..validation import check_positive
 
 __all__ = ["DDRM"]
@@ -79,7 +79,7 @@ class DDRM(Solver):
 
     def _run(self, state: RunState, y: torch.Tensor, operator: Any, generator: Any, z0: torch.Tensor,
              rngs: list[torch.Generator]) -> None:
-        gen = with_uniform_steps(generator, self.num_steps)
+        gen = generator.with_uniform_steps(self.num_steps)
         with torch.no_grad():
             spectral = operator.svd(y)
             s = spectral.s.to(z0.dtype)

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver, draw_noise, per_sample_mean_square, with_uniform_steps
+from .base import RunState, Solver, draw_noise, per_sample_mean_square
 from ..validation import check_positive
 
 __all__ = ["DiffPIR"]
@@ -87,7 +87,7 @@ class DiffPIR(Solver):
         z0: torch.Tensor,
         rngs: list[torch.Generator],
     ) -> None:
-        gen = with_uniform_steps(generator, self.num_steps)
+        gen = generator.with_uniform_steps(self.num_steps)
         x = z0
         state.x = z0.clamp(-1.0, 1.0)
         for i, (a_t, a_prev) in enumerate(gen.step_coefficients):

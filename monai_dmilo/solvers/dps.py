@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver, ddim_sigma, draw_noise, per_sample_mean_square, per_sample_norm, with_uniform_steps
+from .base import RunState, Solver, ddim_sigma, draw_noise, per_sample_mean_square, per_sample_norm
 from ..validation import check_positive
 
 __all__ = ["DPS"]
@@ -72,7 +72,7 @@ class DPS(Solver):
         z0: torch.Tensor,
         rngs: list[torch.Generator],
     ) -> None:
-        gen = generator if self.num_steps is None else with_uniform_steps(generator, self.num_steps)
+        gen = generator if self.num_steps is None else generator.with_uniform_steps(self.num_steps)
         z = z0
         state.x = z0.clamp(-1.0, 1.0)
         for i, (a_t, a_prev) in enumerate(gen.step_coefficients):

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from .base import RunState, Solver, ddim_sigma, draw_noise, per_sample_mean_square, with_uniform_steps
+from .base import RunState, Solver, ddim_sigma, draw_noise, per_sample_mean_square
 from ..validation import check_positive
 
 __all__ = ["PiGDM"]
@@ -80,7 +80,7 @@ class PiGDM(Solver):
         z0: torch.Tensor,
         rngs: list[torch.Generator],
     ) -> None:
-        gen = with_uniform_steps(generator, self.num_steps)
+        gen = generator.with_uniform_steps(self.num_steps)
         target = operator.pseudo_inverse(y)
         x = z0
         state.x = z0.clamp(-1.0, 1.0)

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver, draw_noise, per_sample_mean_square, with_uniform_steps
+from .base import RunState, Solver, draw_noise, per_sample_mean_square
 from ..validation import check_positive
 
 __all__ = ["REDDiff"]
@@ -71,7 +71,7 @@ class REDDiff(Solver):
         z0: torch.Tensor,
         rngs: list[torch.Generator],
     ) -> None:
-        gen = with_uniform_steps(generator, self.num_steps)
+        gen = generator.with_uniform_steps(self.num_steps)
         with torch.no_grad():
             if callable(getattr(operator, "pseudo_inverse", None)):
                 start = operator.pseudo_inverse(y).to(z0.dtype).clamp(-1.0, 1.0)

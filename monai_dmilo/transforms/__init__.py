@@ -22,7 +22,6 @@ from .generators import (
     RandKspaceMaskd,
 )
 from .measurement import (
-    DEFAULT_PARAM_KEYS,
     SimulateMeasurement,
     SimulateMeasurementD,
     SimulateMeasurementDict,
@@ -47,7 +46,6 @@ __all__ = [
     "SimulateMeasurementd",
     "SimulateMeasurementD",
     "SimulateMeasurementDict",
-    "DEFAULT_PARAM_KEYS",
     "base_seed",
     "mix_seed",
     "sample_seed",

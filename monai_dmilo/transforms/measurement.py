@@ -23,7 +23,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import Randomizable, Transform
 
-from monai_dmilo.operators import ForwardOperator, build, build_noise
+from monai_dmilo.operators import ForwardOperator, batch_keys, build, build_noise
 
 from .seeding import MAX_SEED, SeededItemTransform, sample_seed
 
@@ -32,16 +32,7 @@ __all__ = [
     "SimulateMeasurementd",
     "SimulateMeasurementD",
     "SimulateMeasurementDict",
-    "DEFAULT_PARAM_KEYS",
 ]
-
-#: operator name -> {parameter name: data key} of the tensor parameters read from / written to the data.
-DEFAULT_PARAM_KEYS: dict[str, dict[str, str]] = {
-    "inpainting": {"mask": "mask"},
-    "blur": {"kernel": "kernel"},
-    "mri": {"mask": "mask", "coil_maps": "coil_maps"},
-    "ct": {"angles": "angles"},
-}
 
 
 def _plain(value: Any) -> Any:
@@ -135,8 +126,8 @@ class SimulateMeasurementd(SeededItemTransform):
     Args:
         keys: the image key (one).
         operator, operator_params, noise, sigma, noise_params: as :class:`SimulateMeasurement`.
-        param_keys: ``{parameter name: data key}``; default :data:`DEFAULT_PARAM_KEYS` of the
-            operator. A parameter present in the data is read from it; a tensor parameter given in
+        param_keys: ``{parameter name: data key}``; default: the operator class's ``batch_keys``,
+            each under its own name. A parameter present in the data is read from it; a tensor parameter given in
             ``operator_params`` is written to its key, so the dictionary always holds all of them.
         measurement_key: where ``y`` goes.
         seed_key: per-sample seed key (see :mod:`monai_dmilo.transforms.seeding`).
@@ -163,7 +154,7 @@ class SimulateMeasurementd(SeededItemTransform):
         super().__init__(keys, seed_key, allow_missing_keys)
         self.simulator = self.inner = SimulateMeasurement(operator, operator_params, noise, sigma, noise_params)
         name = operator if isinstance(operator, str) else None
-        self.param_keys = dict(param_keys) if param_keys is not None else dict(DEFAULT_PARAM_KEYS.get(name, {}))
+        self.param_keys = dict(param_keys) if param_keys is not None else {k: k for k in (batch_keys(name) if name else ())}
         self.measurement_key = measurement_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:

@@ -1,0 +1,456 @@
+"""Every solver on every task, tuned on a validation split and reported on a disjoint test split.
+
+Tasks (measurements exactly as the bundle simulates them, from ``configs/tasks/<task>.yaml``):
+``inpainting``, ``sr4``, ``gaussian_blur``, ``motion_blur`` on the shipped Fashion-MNIST prior and
+``mri``, ``ct`` on the shipped brain prior.
+
+Images (never the shipped sample images; ``--count`` per split, default 16):
+
+* Fashion-MNIST: the test split of ``scripts/prepare_data.py``, every 311th PNG, validation from
+  index 7, test from index 8 (disjoint: the starts differ modulo the stride).
+* Brain: slices of the held-out ITK subject (``data_cache/brain_mri/heldout``, never trained on),
+  validation the slices ``k % 4 == 0``, test ``k % 4 == 2``, each ``--count`` spread evenly over
+  the three orientations' stacks.
+
+Per-image seeds draw the mask / kernel / noise (validation 0.., test 1000..) and the solvers' noise.
+
+The rule, the same for every solver: each solver's preset for the task family (its
+``configs/solvers/<family>_<solver>.yaml``, or the generic preset) is the middle point of a grid
+over its main strength knob (:data:`GRIDS`); the setting with the highest mean validation PSNR is
+frozen and run once on the test split. DMPlug's iteration count is its plateau: one validation
+run records PSNR every 50 iterations and the smallest count within 0.1 dB of the best is kept.
+DMILO and DMILO-PGD run at the budget validated for the 32 x 32 priors (5 outer x 20 inner,
+N = 3: 318 NFE), the grid over their step size. Two GT-free rows use the discrepancy principle
+(tau = 1, the task's sigma): DMILO-PGD choosing its outer iterate, and DMPlug stopping early.
+Final iterates otherwise; nothing is picked per image with the ground truth.
+
+Every run is cached in ``docs/benchmarks/quality/<task>.json`` (key: prior sha256, split,
+solver, settings), written after each run, so an interrupted benchmark redoes nothing finished.
+
+    python benchmarks/quality.py                                    # everything (hours on CPU)
+    python benchmarks/quality.py --tasks inpainting mri             # some tasks
+    python benchmarks/quality.py --report_only                      # tables and plots from the cache
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import REPO, markdown_table, paired, psnr, save_plot, split_images
+
+from monai_dmilo.checkpoints import sha256_of  # noqa: E402
+from monai_dmilo.tasks import load_task, simulation_transform  # noqa: E402
+from monai_dmilo.networks.priors import build_generator, load_model_config  # noqa: E402
+from monai_dmilo.operators import build as build_operator  # noqa: E402
+from monai_dmilo.solvers import build as build_solver  # noqa: E402
+from monai_dmilo.solvers import available_presets, load_solver_preset  # noqa: E402
+
+FASHION = REPO / "configs" / "models" / "fashion_mnist_32.yaml"
+BRAIN = REPO / "configs" / "models" / "brain_mri_32.yaml"
+BRAIN_HELDOUT = REPO / "data_cache" / "brain_mri" / "heldout"
+BRAIN_SAMPLES = REPO / "bundle" / "sample_images" / "brain_mri"
+OUT_DIR = REPO / "docs" / "benchmarks" / "quality"
+REPORT = REPO / "docs" / "benchmarks" / "quality.md"
+
+#: task -> the prior it runs on
+TASKS = {"inpainting": FASHION, "sr4": FASHION, "gaussian_blur": FASHION, "motion_blur": FASHION,
+         "mri": BRAIN, "ct": BRAIN}
+#: solver -> (knob, multiplicative factors around its preset value); empty: nothing to tune
+GRIDS: dict[str, tuple[str | None, tuple[float, ...]]] = {
+    "adjoint": (None, ()),
+    "tv": ("lam", (0.1, 0.3, 1.0, 3.0, 10.0)),
+    "ddrm": ("eta", (0.6, 1.0, 1.15)),
+    "diffpir": ("lam", (0.3, 1.0, 3.0)),
+    "pigdm": ("guidance_weight", (0.3, 1.0, 3.0)),
+    "reddiff": ("lam", (0.3, 1.0, 3.0)),
+    "daps": ("langevin_lr", (0.3, 1.0, 3.0)),
+    "dps": ("zeta", (0.3, 1.0, 3.0)),
+    "dmilo": ("lr_z", (0.5, 1.0, 2.0)),
+    "dmilo_pgd": ("lr_x", (0.5, 1.0, 2.0)),
+    "dmplug": ("num_iters", ()),
+}
+#: the order of the runs: cheap solvers first, so that an interrupted benchmark has the most rows
+SOLVERS = ["adjoint", "tv", "ddrm", "diffpir", "pigdm", "dmilo", "dmilo_pgd", "reddiff", "daps", "dmplug", "dps"]
+#: DMILO / DMILO-PGD budget for the 32 x 32 priors (benchmarks/validation_sweep.py: M = 20 beat 200)
+DMILO_BUDGET = {"num_outer": 5, "num_inner": 20}
+DMPLUG_BASE = {"num_iters": 500, "lr": 1e-2, "checkpointing": False}
+DMPLUG_EVERY = 50
+PLATEAU_DB = 0.1
+SPLIT_SEED = {"validation": 0, "test": 1000}
+PANEL_IMAGES = 4
+
+
+# ----------------------------------------------------------------------------------------------
+# images and problems
+
+def fashion_split(split: str, count: int) -> tuple[list[str], torch.Tensor]:
+    return split_images(7 if split == "validation" else 8, 311, count)
+
+
+def brain_split(split: str, count: int) -> tuple[list[str], torch.Tensor]:
+    """Held-out ITK slices ``k % 4 == 0`` (validation) or ``== 2`` (test), ``count`` spread evenly."""
+    import nibabel as nib
+
+    shipped = {p.name.split(".")[0] for p in BRAIN_SAMPLES.glob("*.nii.gz")}  # e.g. t1_axial_011
+    remainder = 0 if split == "validation" else 2
+    names, images = [], []
+    for path in sorted(BRAIN_HELDOUT.glob("itk_t1_*.nii.gz")):
+        orientation = path.name[len("itk_t1_"):].split(".")[0]
+        stack = np.asarray(nib.load(path).dataobj, dtype=np.float32)  # (32, 32, N) in [0, 1]
+        for k in range(remainder, stack.shape[-1], 4):
+            if f"t1_{orientation}_{k:03d}" not in shipped:
+                names.append(f"{orientation}_{k:03d}")
+                images.append(stack[..., k] * 2.0 - 1.0)
+    if len(names) < count:
+        raise SystemExit(f"only {len(names)} held-out brain slices for the {split} split; run scripts/prepare_data.py.")
+    pick = np.linspace(0, len(names) - 1, count).round().astype(int)
+    return [names[i] for i in pick], torch.from_numpy(np.stack([images[i] for i in pick]))[:, None]
+
+
+def make_problem(task: dict, x: torch.Tensor, seeds: list[int]) -> tuple[torch.Tensor, torch.nn.Module]:
+    """``(y, operator)`` for images ``(B, 1, H, W)`` as the bundle's evaluate workflow simulates them."""
+    from monai.data import list_data_collate
+
+    simulate = simulation_transform(task)
+    items = [simulate({"image": x[b], "seed": int(s)}) for b, s in enumerate(seeds)]
+    batch = list_data_collate(items)
+    params = {k: _plain(batch[k]) for k in task["param_keys"]}
+    operator = build_operator(task["operator"], **task["operator_params"], **params)
+    return _plain(batch["y"]), operator
+
+
+def _plain(value):
+    return value.as_tensor() if hasattr(value, "as_tensor") else value
+
+
+def ssim(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM ``(B,)`` (MONAI's, data range 2 for images in [-1, 1])."""
+    from monai.metrics import SSIMMetric
+
+    return SSIMMetric(spatial_dims=2, data_range=2.0, win_size=7)(x.clamp(-1, 1), reference).flatten()
+
+
+# ----------------------------------------------------------------------------------------------
+# solver settings
+
+def preset_params(solver: str, family: str, sigma: float) -> dict:
+    """The solver's preset for the task family (or its generic preset), at the benchmark's budget."""
+    if solver == "dmplug":
+        return dict(DMPLUG_BASE)
+    name = f"{family}_{solver}" if f"{family}_{solver}" in available_presets() else solver
+    params = dict(load_solver_preset(name)["params"])
+    if solver in ("dmilo", "dmilo_pgd"):
+        params.update(DMILO_BUDGET)
+    for key in ("sigma_y", "sigma_n"):
+        if key in params:
+            params[key] = sigma
+    return params
+
+
+def grid(solver: str, base: dict) -> list[dict]:
+    knob, factors = GRIDS[solver]
+    if knob is None or not factors:
+        return [base]
+    return [{**base, knob: float(f"{base[knob] * f:.6g}")} for f in factors]
+
+
+# ----------------------------------------------------------------------------------------------
+# runs
+
+class Cache:
+    """Run results of one task, on disk after every run (atomic replace)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.is_file() else {}
+
+    def get(self, key: str):
+        return self.data.get(key)
+
+    def put(self, key: str, value: dict) -> None:
+        self.data[key] = value
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
+        os.replace(tmp, self.path)
+
+
+def run_once(solver: str, params: dict, problem: dict, *, trace_every: int | None = None, **extra) -> dict:
+    """Solve the split's problem; PSNR / SSIM of the final iterate (and of every ``trace_every``-th)."""
+    truth = problem["truth"]
+    trace: dict[int, list[float]] = {}
+
+    def callback(record: dict) -> None:
+        trace[record["record"]] = psnr(record["x"].clamp(-1, 1), truth).tolist()
+
+    start = time.perf_counter()
+    out = build_solver(solver, **params, **extra, callback=callback if trace_every else None).solve(
+        problem["y"], problem["operator"], problem["generator"], seed=problem["seeds"])
+    seconds = time.perf_counter() - start
+    x = out.x.clamp(-1, 1)
+    result = {"psnr": psnr(x, truth).tolist(), "ssim": ssim(x, truth).tolist(), "nfe": int(out.nfe),
+              "seconds": round(seconds, 2), "images": problem["names"]}
+    if trace_every:
+        result["trace"] = {str(k): v for k, v in trace.items()}
+    if problem["split"] == "test":
+        result["panel"] = np.round(x[:PANEL_IMAGES, 0].numpy(), 3).tolist()
+    return result
+
+
+def plateau(trace: dict[str, list[float]]) -> int:
+    """The smallest recorded iteration whose mean PSNR is within PLATEAU_DB of the best."""
+    means = {int(k): float(np.mean(v)) for k, v in trace.items()}
+    best = max(means.values())
+    return min(k for k, m in means.items() if m >= best - PLATEAU_DB)
+
+
+class TaskBench:
+    """Validation, selection and test runs of every solver on one task."""
+
+    def __init__(self, task_name: str, count: int) -> None:
+        self.name = task_name
+        self.task = load_task(task_name)
+        self.model_path = TASKS[task_name]
+        self.config = load_model_config(self.model_path)
+        self.digest = sha256_of(self.config["checkpoint"])[:16]
+        self.count = count
+        self.cache = Cache(OUT_DIR / f"{task_name}.json")
+        self._problems: dict[str, dict] = {}
+
+    def problem(self, split: str) -> dict:
+        if split not in self._problems:
+            brain = self.model_path == BRAIN
+            names, truth = (brain_split if brain else fashion_split)(split, self.count)
+            seeds = [SPLIT_SEED[split] + b for b in range(self.count)]
+            y, operator = make_problem(self.task, truth, seeds)
+            generator = build_generator(self.config, num_steps=3)
+            self._problems[split] = {"split": split, "names": names, "truth": truth, "y": y, "operator": operator,
+                                     "seeds": seeds, "generator": generator}
+        return self._problems[split]
+
+    def key(self, split: str, solver: str, params: dict, rule: str = "final") -> str:
+        return f"{self.digest}|{split}|{self.count}|{solver}|{rule}|{json.dumps(params, sort_keys=True)}"
+
+    def cached_or_run(self, split: str, solver: str, params: dict, *, rule: str = "final", run: bool = True,
+                      **kwargs) -> dict | None:
+        key = self.key(split, solver, params, rule)
+        result = self.cache.get(key)
+        if result is None and run:
+            label = f"{self.name} {split} {solver} {rule} {params}"
+            print(f"[{time.strftime('%H:%M:%S')}] {label} ...", flush=True)
+            extra = {"selection": "discrepancy",
+                     "selection_params": {"sigma": self.task["noise_sigma"], "tau": 1.0}} if rule == "discrepancy" else {}
+            result = run_once(solver, params, self.problem(split), **extra, **kwargs)
+            self.cache.put(key, result)
+            print(f"    {np.mean(result['psnr']):.2f} dB, {result['nfe']} NFE, {result['seconds']:.0f} s", flush=True)
+        return result
+
+    def base(self, solver: str) -> dict:
+        return preset_params(solver, self.task["solver_task"], self.task["noise_sigma"])
+
+    def validation(self, solver: str, run: bool) -> list[tuple[dict, dict | None]]:
+        """``[(params, result)]`` of the solver's validation grid (the preset first)."""
+        base = self.base(solver)
+        if solver == "dmplug":
+            return [(base, self.cached_or_run("validation", solver, base, run=run, trace_every=DMPLUG_EVERY,
+                                              report_every=DMPLUG_EVERY))]
+        points = grid(solver, base)
+        points.sort(key=lambda p: p != base)
+        return [(p, self.cached_or_run("validation", solver, p, run=run)) for p in points]
+
+    def chosen(self, solver: str, run: bool) -> dict | None:
+        """The frozen setting for the test split (None while validation is unfinished)."""
+        results = self.validation(solver, run)
+        if any(r is None for _, r in results):
+            return None
+        if solver == "dmplug":
+            params, result = results[0]
+            return {**params, "num_iters": plateau(result["trace"])}
+        return max(results, key=lambda pr: np.mean(pr[1]["psnr"]))[0]
+
+    def test_rows(self, run: bool, solvers: list[str] = SOLVERS) -> dict[str, dict]:
+        """Label -> test result with its setting, for every solver (of ``solvers``) whose validation is done;
+        with ``run``, what is missing is run (validation, then test, one solver after the other)."""
+        rows = {}
+        for solver in solvers:
+            params = self.chosen(solver, run)
+            if params is None:
+                continue
+            rules = ["final"] + (["discrepancy"] if solver in ("dmilo_pgd", "dmplug") else [])
+            for rule in rules:
+                result = self.cached_or_run("test", solver, params, rule=rule, run=run)
+                if result is not None:
+                    label = solver if rule == "final" else f"{solver} + discrepancy"
+                    rows[label] = {**result, "params": params}
+        return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# reports
+
+def _settings(solver: str, params: dict, base: dict) -> str:
+    knob = GRIDS[solver.split(" ")[0]][0]
+    if knob is None:
+        return "-"
+    return f"{knob} {params[knob]:g}" + (" (preset)" if params[knob] == base.get(knob) else "")
+
+
+def task_section(bench: TaskBench) -> tuple[str, dict[str, dict]]:
+    rows = bench.test_rows(run=False)
+    task = bench.task
+    head = (f"### {bench.name} (`{bench.config['name']}`): {task['description']}\n\n")
+    if not rows:
+        return head + "Not run yet.\n", rows
+    reference = rows.get("dmilo_pgd")
+    table = []
+    for label, r in sorted(rows.items(), key=lambda kv: -np.mean(kv[1]["psnr"])):
+        p, s = np.array(r["psnr"]), np.array(r["ssim"])
+        if reference is not None and label != "dmilo_pgd":
+            diff = torch.tensor(p - np.array(reference["psnr"]))
+            vs = paired(diff)
+            wl = f"{int((diff > 0).sum())}/{int((diff < 0).sum())}"
+        else:
+            vs, wl = "-", "-"
+        table.append([label, _settings(label, r["params"], bench.base(label.split(" ")[0])),
+                      f"{p.mean():.2f} ± {p.std(ddof=1):.2f}", f"{s.mean():.3f} ± {s.std(ddof=1):.3f}", vs, wl,
+                      str(r["nfe"]), f"{r['seconds'] / len(p):.2f}"])
+    text = head + markdown_table(["solver", "setting (chosen on validation)", "PSNR dB", "SSIM",
+                                  "PSNR - DMILO-PGD (± s.e.)", "wins/losses vs PGD", "NFE / image",
+                                  "s / image"], table)
+    val = []
+    for solver in SOLVERS:
+        for params, r in bench.validation(solver, run=False):
+            if r is None:
+                continue
+            if solver == "dmplug":
+                curve = ", ".join(f"{k}: {np.mean(v):.2f}" for k, v in r["trace"].items())
+                val.append([solver, "Adam steps: " + curve])
+            else:
+                val.append([solver, f"{_settings(solver, params, bench.base(solver))}: {np.mean(r['psnr']):.2f}"])
+    names = rows[next(iter(rows))]["images"]
+    text += (f"\n\nTest images: {', '.join(names)}.\n\n<details><summary>validation runs (mean PSNR dB)</summary>\n\n"
+             + markdown_table(["solver", "setting: validation PSNR"], val) + "\n\n</details>\n")
+    return text, rows
+
+
+def overview(all_rows: dict[str, dict[str, dict]]) -> str:
+    """One table: per task, every solver's test PSNR (NFE), the best in bold."""
+    tasks = [t for t in TASKS if all_rows.get(t)]
+    labels = [s for s in SOLVERS] + ["dmilo_pgd + discrepancy", "dmplug + discrepancy"]
+    lines = []
+    for label in labels:
+        cells = []
+        for t in tasks:
+            r = all_rows[t].get(label)
+            if r is None:
+                cells.append("-")
+                continue
+            best = max(np.mean(v["psnr"]) for v in all_rows[t].values())
+            m = np.mean(r["psnr"])
+            cell = f"{m:.2f} ({r['nfe']})"
+            cells.append(f"**{cell}**" if m == best else cell)
+        lines.append([label] + cells)
+    return markdown_table(["solver: test PSNR dB (NFE / image)"] + tasks, lines)
+
+
+def plot(all_rows: dict[str, dict[str, dict]], path: Path) -> None:
+    tasks = [t for t in TASKS if all_rows.get(t)]
+    if not tasks:
+        return
+
+    def draw(axes):
+        for ax, t in zip(axes.flat, tasks):
+            for label, r in all_rows[t].items():
+                ax.scatter(max(r["nfe"], 1), np.mean(r["psnr"]), s=18)
+                ax.annotate(label.replace(" + discrepancy", "+disc"), (max(r["nfe"], 1), np.mean(r["psnr"])),
+                            fontsize=6)
+            ax.set_xscale("log")
+            ax.set_title(t, fontsize=9)
+            ax.set_xlabel("NFE / image (0 plotted at 1)", fontsize=7)
+            ax.set_ylabel("test PSNR dB", fontsize=7)
+        for ax in list(axes.flat)[len(tasks):]:
+            ax.axis("off")
+
+    cols = min(3, len(tasks))
+    save_plot(path, draw, grid=((len(tasks) + cols - 1) // cols, cols), figsize=(4 * cols, 3.2 * ((len(tasks) + cols - 1) // cols)))
+
+
+def panel(bench: TaskBench, rows: dict[str, dict], path: Path) -> None:
+    """Test images (rows): truth, then every solver's output."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    truth = bench.problem("test")["truth"][:PANEL_IMAGES, 0]
+    labels = sorted(rows, key=lambda k: -np.mean(rows[k]["psnr"]))
+    fig, axes = plt.subplots(len(truth), len(labels) + 1, figsize=(1.1 * (len(labels) + 1), 1.2 * len(truth)),
+                             squeeze=False)
+    for i in range(len(truth)):
+        axes[i, 0].imshow(truth[i], cmap="gray", vmin=-1, vmax=1)
+        for j, label in enumerate(labels):
+            image = torch.tensor(rows[label]["panel"][i]).float()
+            axes[i, j + 1].imshow(image, cmap="gray", vmin=-1, vmax=1)
+            axes[i, j + 1].set_xlabel(f"{rows[label]['psnr'][i]:.1f}", fontsize=6, labelpad=1)
+    for j, label in enumerate(["truth"] + labels):
+        axes[0, j].set_title(label.replace(" + discrepancy", "\n+disc"), fontsize=6)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{bench.name}: test images, PSNR dB under each", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(benches: list[TaskBench], command: str) -> None:
+    from common import machine
+
+    sections, all_rows = [], {}
+    for bench in benches:
+        text, rows = task_section(bench)
+        all_rows[bench.name] = rows
+        if rows:
+            image = OUT_DIR / f"panel_{bench.name}.png"
+            panel(bench, rows, image)
+            text += f"\n![{bench.name} test panel]({OUT_DIR.name}/{image.name})\n"
+        sections.append(text)
+    plot(all_rows, REPORT.with_suffix(".png"))
+    done = [t for t in TASKS if all_rows.get(t)]
+    missing = [t for t in TASKS if t not in done]
+    lpips = "LPIPS is not reported: its backbone weights cannot be downloaded here."
+    text = (f"# Every solver on every task (validation-tuned, test-reported)\n\nCommand: `{command}`\n\n"
+            f"Machine: {machine()}\n\n{__doc__.split('Every run is cached')[0].strip()}\n\n"
+            f"{lpips} Wall seconds are one CPU thread, batches of {benches[0].count if benches else 16} images, "
+            "with another benchmark process on the second core; compare them within a task.\n\n"
+            "## All tasks (test split)\n\n" + overview(all_rows) + f"\n\n![test PSNR against NFE]({REPORT.with_suffix('.png').name})\n\n"
+            + (f"Tasks not finished yet: {', '.join(missing)}.\n\n" if missing else "")
+            + "## Per task\n\n" + "\n\n".join(sections) + "\n")
+    REPORT.write_text(text)
+    print(f"wrote {REPORT}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--solvers", nargs="+", default=SOLVERS, choices=SOLVERS,
+                        help="solvers to run (the report shows every cached one)")
+    parser.add_argument("--count", type=int, default=16, help="images per split")
+    parser.add_argument("--report_only", action="store_true", help="write the report from the cache, run nothing")
+    args = parser.parse_args()
+    if not args.report_only:
+        for task in args.tasks:
+            TaskBench(task, args.count).test_rows(run=True, solvers=[s for s in SOLVERS if s in args.solvers])
+    write_report([TaskBench(t, args.count) for t in TASKS], "python benchmarks/quality.py")
+
+
+if __name__ == "__main__":
+    main()
