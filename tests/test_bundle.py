@@ -49,10 +49,17 @@ def make_pngs(folder: Path, n: int = 3, size: int = SIZE) -> list[Path]:
     return paths
 
 
+#: the workflow configs that are layered on common.yaml
+LAYERED_ON_COMMON = ("evaluate.yaml", "inference.yaml", "kspace.yaml")
+
+
 def workflow(config: str | list[str], tmp_path: Path, **overrides):
     from monai.bundle import ConfigWorkflow
 
-    files = [str(CONFIGS / c) for c in ([config] if isinstance(config, str) else config)]
+    names = [config] if isinstance(config, str) else list(config)
+    if names[0] in LAYERED_ON_COMMON:  # as on the command line: common.yaml first, then the workflow
+        names = ["common.yaml", *names]
+    files = [str(CONFIGS / c) for c in names]
     defaults = dict(
         model_config=str(make_prior(tmp_path)) if not (tmp_path / "tiny.yaml").exists() else str(tmp_path / "tiny.yaml"),
         device="cpu",

@@ -42,10 +42,10 @@ def test_torchrun_two_processes_match_one(tmp_path):
     make_pngs(tmp_path / "data", 3)
     model = str(make_prior(tmp_path))
     common = ["--dataset_dir", str(tmp_path / "data"), "--model_config", model, *OVERRIDES]
-    _bundle(["--config_file", "bundle/configs/evaluate.yaml", "--output_dir", str(tmp_path / "one"), *common], torchrun=False)
+    _bundle(["--config_file", "['bundle/configs/common.yaml','bundle/configs/evaluate.yaml']", "--output_dir", str(tmp_path / "one"), *common], torchrun=False)
     two = _bundle(
         [
-            "--config_file", "['bundle/configs/evaluate.yaml','bundle/configs/multi_gpu_evaluate.yaml']",
+            "--config_file", "['bundle/configs/common.yaml','bundle/configs/evaluate.yaml','bundle/configs/multi_gpu_evaluate.yaml']",
             "--output_dir", str(tmp_path / "two"), *common,
         ],
         torchrun=True,

@@ -140,7 +140,7 @@ def test_ctrl_c_on_the_command_line_exits_non_zero(tmp_path):
     data = tmp_path / "data"
     make_pngs(data, 2)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / "evaluate.yaml"),
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str([str(CONFIGS / "common.yaml"), str(CONFIGS / "evaluate.yaml")]),
            "--model_config", str(cfg), "--dataset_dir", str(data), "--output_dir", str(out), "--device", "cpu",
            "--num_steps", "2", "--batch_size", "1", "--solver_overrides", "{num_outer: 1, num_inner: 3000}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -334,7 +334,7 @@ def test_one_line_on_the_command_line(tmp_path):
     """The hook the workflows install: the CLI prints one line (no traceback) and exits non-zero."""
     cfg = make_prior(tmp_path)
     make_pngs(tmp_path / "data", 1)
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / "evaluate.yaml"),
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str([str(CONFIGS / "common.yaml"), str(CONFIGS / "evaluate.yaml")]),
            "--model_config", str(cfg), "--dataset_dir", str(tmp_path / "data"), "--output_dir",
            str(tmp_path / "run"), "--device", "cpu", "--solver", "dmilo2"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180,

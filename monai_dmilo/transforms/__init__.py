@@ -27,26 +27,7 @@ from .measurement import (
     SimulateMeasurementDict,
     SimulateMeasurementd,
 )
+from . import generators, measurement
 from .seeding import base_seed, mix_seed, sample_seed
 
-__all__ = [
-    "RandInpaintingMask",
-    "RandInpaintingMaskd",
-    "RandInpaintingMaskD",
-    "RandInpaintingMaskDict",
-    "RandBlurKernel",
-    "RandBlurKerneld",
-    "RandBlurKernelD",
-    "RandBlurKernelDict",
-    "RandKspaceMask",
-    "RandKspaceMaskd",
-    "RandKspaceMaskD",
-    "RandKspaceMaskDict",
-    "SimulateMeasurement",
-    "SimulateMeasurementd",
-    "SimulateMeasurementD",
-    "SimulateMeasurementDict",
-    "base_seed",
-    "mix_seed",
-    "sample_seed",
-]
+__all__ = [*generators.__all__, *measurement.__all__, "base_seed", "mix_seed", "sample_seed"]

@@ -1,0 +1,157 @@
+"""MONAI dictionary transforms that load an item for the prior: a clean image (evaluate) or a
+measurement and its operator parameters (inference), with the per-image seed."""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import torch
+from monai.transforms import MapTransform
+
+from monai_dmilo.seeds import seed_from_name
+
+from .files import image_format, read_image_array
+
+__all__ = ["LoadImageForPriord", "LoadMeasurementd"]
+
+logger = logging.getLogger(__name__)
+
+
+class LoadImageForPriord(MapTransform):
+    """Load an item's image (or slice) as ``(C, H, W)`` float32 scaled to [-1, 1], plus the seed.
+
+    PNG/JPEG: ``x / 127.5 - 1``. NIfTI: min-max scaling per image (per slice); the min and max
+    are stored as ``intensity_min``/``intensity_max`` so that savers can map reconstructions back.
+    Also writes ``format`` (``"png"``/``"nifti"``) and ``seed`` (from the name and ``base_seed``).
+
+    Args:
+        keys: the key holding the file path (normally ``"image"``).
+        channels: the prior's channel count.
+        base_seed: the run's seed; per-image seeds are derived from it and the item's name.
+    """
+
+    def __init__(self, keys: str | Sequence[str] = "image", *, channels: int = 1, base_seed: int = 0) -> None:
+        super().__init__(keys)
+        self.channels = int(channels)
+        self.base_seed = int(base_seed)
+        self._conversions_logged: set[tuple[str, int]] = set()
+
+    def _log_conversion(self, path: str) -> None:
+        """Log once per transform (one run) that colour images are turned into the prior's channels."""
+        from PIL import Image
+
+        with Image.open(path) as im:
+            mode = im.mode
+        wanted = {1: ("L", "I", "I;16", "F", "1", "LA"), 3: ("RGB",)}.get(self.channels, ())
+        if mode in wanted or (mode, self.channels) in self._conversions_logged:
+            return
+        self._conversions_logged.add((mode, self.channels))
+        logger.warning(
+            "%s is a %s image but the prior takes %d channel(s): it is converted (%s), as every such image "
+            "of this run", path, mode, self.channels, "grayscale, PIL 'L'" if self.channels == 1 else "RGB",
+        )
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            path = str(d[key])
+            fmt = image_format(path)
+            slice_index = d.get("slice")
+            slice_index = None if slice_index is None or int(slice_index) < 0 else int(slice_index)
+            if fmt == "png":
+                self._log_conversion(path)
+            arr = read_image_array(path, channels=self.channels, slice_index=slice_index)
+            if not np.isfinite(arr).all():
+                where = f" (slice {slice_index})" if slice_index is not None else ""
+                raise ValueError(f"image {path}{where} holds NaN or infinite values; expected finite numbers.")
+            if fmt == "png":
+                lo, hi = 0.0, 255.0
+            else:
+                lo, hi = float(arr.min()), float(arr.max())
+            scale = hi - lo if hi > lo else 1.0
+            d[key] = torch.from_numpy((arr - lo) / scale * 2.0 - 1.0)
+            d["image_path"] = path
+            d["format"] = fmt
+            d["intensity_min"] = lo
+            d["intensity_max"] = lo + scale
+        d.setdefault("slice", -1)  # batches need the same keys in every item
+        d.setdefault("num_slices", 0)
+        d.setdefault("volume", "")
+        d["seed"] = seed_from_name(d["name"], self.base_seed)
+        return d
+
+
+def _read_array(path: str, *, as_image: bool, unit_range: tuple[float, float]) -> torch.Tensor:
+    """``.npy`` -> as stored (complex kept); PNG/NIfTI -> ``(C, H, W)`` float32 mapped to
+    ``unit_range`` (``(-1, 1)`` for images, ``(0, 1)`` for masks)."""
+    if path.lower().endswith(".npy"):
+        return torch.from_numpy(np.load(path, allow_pickle=False))
+    if image_format(path) is None:
+        raise ValueError(f"file {path!r} must be .npy, PNG/JPEG or NIfTI.")
+    arr = read_image_array(path, channels=1)
+    if image_format(path) == "png":
+        lo, hi = 0.0, 255.0
+    else:
+        lo, hi = float(arr.min()), float(arr.max())
+        if not as_image:
+            return torch.from_numpy(arr)
+    a, b = unit_range
+    return torch.from_numpy((arr - lo) / max(hi - lo, 1e-12) * (b - a) + a)
+
+
+class LoadMeasurementd(MapTransform):
+    """Load a real measurement and its operator parameters from the files an item names.
+
+    * ``y``: ``.npy`` as stored (complex k-space stays complex; a 2D array gets a leading channel
+      axis), or a PNG image scaled to [-1, 1] (a degraded image: masked, blurred...).
+    * parameter keys (``mask``, ``kernel``, ``coil_maps``...): ``.npy`` as stored (2D arrays of
+      the keys in ``channel_keys`` get a channel axis), or a PNG/NIfTI mask scaled to [0, 1].
+    * ``reference`` (optional): an image file (PNG/NIfTI, with optional ``slice``) whose format,
+      geometry and intensity range the reconstruction is saved with; without it the
+      reconstruction is saved as ``.npy`` on the [-1, 1] scale.
+
+    Also writes ``seed`` (from the name and ``base_seed``), ``format``, ``image_path``,
+    ``intensity_min``/``intensity_max`` and the volume keys, like :class:`LoadImageForPriord`.
+
+    Args:
+        keys: ``("y", *param_keys)``; the first is the measurement.
+        channel_keys: parameter keys whose 2D arrays get a channel axis (masks).
+        base_seed: the run's seed.
+    """
+
+    def __init__(
+        self,
+        keys: str | Sequence[str] = ("y",),
+        *,
+        channel_keys: Sequence[str] = ("mask",),
+        base_seed: int = 0,
+    ) -> None:
+        super().__init__(keys)
+        self.channel_keys = tuple(channel_keys)
+        self.base_seed = int(base_seed)
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        measurement_key = self.keys[0]
+        for key in self.key_iterator(d):
+            is_y = key == measurement_key
+            value = _read_array(str(d[key]), as_image=is_y, unit_range=(-1.0, 1.0) if is_y else (0.0, 1.0))
+            if value.ndim == 2 and (is_y or key in self.channel_keys):
+                value = value[None]
+            d[key] = value
+        reference = d.get("reference")
+        if reference:
+            ref = LoadImageForPriord("reference", channels=1, base_seed=self.base_seed)(
+                {"reference": reference, "name": d["name"], "slice": d.get("slice", None)}
+            )
+            for k in ("format", "image_path", "intensity_min", "intensity_max"):
+                d[k] = ref[k]
+        else:
+            d.update(format="npy", image_path="", intensity_min=-1.0, intensity_max=1.0)
+        d.pop("reference", None)
+        d.setdefault("slice", -1)
+        d.setdefault("num_slices", 0)
+        d.setdefault("volume", "")
+        d["seed"] = seed_from_name(d["name"], self.base_seed)
+        return d
