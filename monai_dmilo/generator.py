@@ -16,6 +16,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from monai_dmilo.validation import as_bool
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["StepwiseDDIM", "reference_timesteps", "uniform_timesteps", "linear_alphas_cumprod"]
@@ -135,6 +137,7 @@ class StepwiseDDIM(nn.Module):
 
         self.network = network.eval().requires_grad_(False)
         # Not registered as a submodule: the state dict holds the network's weights once, as network.*.
+        compile_network = as_bool("compile_network", compile_network)
         self.__dict__["_call_network"] = torch.compile(self.network) if compile_network else self.network
         self.timesteps: list[tuple[int, int]] = pairs
         self.clip_x0 = clip_x0

@@ -480,3 +480,23 @@ def test_ctrl_c_outside_a_solve_exits_130_with_one_line():
                           env={k: v for k, v in os.environ.items() if k != "MONAI_DMILO_TRACEBACK"})
     assert proc.returncode == 130
     assert proc.stderr.strip() == "monai_dmilo: interrupted; run the same command again to continue."
+
+
+def test_command_line_booleans_are_read_as_booleans(tmp_path):
+    """``--overwrite false`` reaches the workflow as the string "false": it must not overwrite."""
+    from monai_dmilo.handlers import check_output_dir, pending_items
+    from monai_dmilo.solvers import build
+    from monai_dmilo.validation import as_bool
+
+    assert [as_bool("x", v) for v in (True, "true", "Yes", "1", 1, False, "false", "OFF", "0", 0)] == [True] * 5 + [False] * 5
+    for bad in ("maybe", 2, None, 0.5):
+        with pytest.raises(ValueError, match="x must be true or false"):
+            as_bool("x", bad)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "someone_elses_file.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not empty"):
+        check_output_dir(out, settings={"a": 1}, overwrite="false")
+    (out / "metrics.csv").write_text("name,psnr\na,20\n")
+    assert [i["name"] for i in pending_items([{"name": "a"}, {"name": "b"}], out, overwrite="false")] == ["b"]
+    assert build("dmilo", progress="false").progress is False

@@ -16,6 +16,7 @@ from monai.utils import CommonKeys as Keys
 from monai_dmilo.distributed import barrier, rank_and_world_size
 from monai_dmilo.operators.views import to_unit
 from monai_dmilo.run_files import atomic_path
+from monai_dmilo.validation import as_bool
 
 from .per_image import batch_value
 from .run_dir import METRICS_CSV, read_results
@@ -62,7 +63,7 @@ class MetricsCSVWriter:
         from monai.metrics import PSNRMetric, SSIMMetric
 
         self.output_dir = Path(output_dir)
-        self.use_lpips = use_lpips
+        self.use_lpips = "auto" if str(use_lpips).lower() == "auto" else as_bool("use_lpips", use_lpips)
         self._psnr = PSNRMetric(max_val=1.0, reduction="none")
         self._ssim = SSIMMetric(spatial_dims=2, data_range=1.0, reduction="none")
         self._lpips: Any = None

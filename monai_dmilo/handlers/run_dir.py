@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from monai_dmilo.validation import as_bool
 from monai_dmilo.distributed import barrier, rank_and_world_size
 from monai_dmilo.run_files import atomic_path, remove_run_files
 
@@ -33,6 +34,7 @@ def check_output_dir(output_dir: str | Path, *, settings: Mapping[str, Any], ove
         ``output_dir`` as a string.
     """
     out = Path(output_dir)
+    overwrite = as_bool("overwrite", overwrite)
     settings = json.loads(json.dumps(dict(settings), default=str))
     settings_file = out / SETTINGS_JSON
     if out.exists() and not out.is_dir():
@@ -62,6 +64,7 @@ def start_run(output_dir: str | Path, *, settings: Mapping[str, Any], overwrite:
     (:mod:`monai_dmilo.run_files`); files a user put in ``reconstructions/`` etc. stay.
     """
     out = Path(output_dir)
+    overwrite = as_bool("overwrite", overwrite)
     rank, _ = rank_and_world_size()
     settings = json.loads(json.dumps(dict(settings), default=str))
     if overwrite and rank == 0 and out.is_dir():
@@ -100,7 +103,7 @@ def read_results(output_dir: str | Path) -> list[dict[str, str]]:
 
 def pending_items(items: Sequence[Mapping[str, Any]], output_dir: str | Path, *, overwrite: bool = False) -> list[dict]:
     """The items whose ``name`` has no row yet in the run's results (resume support); all with ``overwrite``."""
-    done = set() if overwrite else {row["name"] for row in read_results(output_dir)}
+    done = set() if as_bool("overwrite", overwrite) else {row["name"] for row in read_results(output_dir)}
     todo = [dict(i) for i in items if i["name"] not in done]
     if done:
         logger.info("resuming in %s: %d of %d images already done", output_dir, len(items) - len(todo), len(items))

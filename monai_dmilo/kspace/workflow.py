@@ -34,6 +34,7 @@ from ..operators.mri import MRI
 from ..run_files import save_run_file
 from .problem import MagnitudeProblem, build_problem, crop_image_lowpass, undersample
 from .reader import KspaceFile, describe_mask, read_kspace_file
+from ..validation import as_bool
 
 __all__ = ["check_options", "list_kspace_files", "reconstruct_file", "run_kspace"]
 
@@ -266,6 +267,10 @@ def run_kspace(
     items = [read_kspace_file(p) for p in list_kspace_files(dataset_dir, max_files)]  # all checked first
     for item in items:
         _check_item(item, options.get("acceleration"), options.get("coil_maps", OPTION_DEFAULTS["coil_maps"]))
+    overwrite = as_bool("overwrite", overwrite)
+    for key in ("use_phase", "write_dicom"):
+        if key in options:
+            options[key] = as_bool(key, options[key])
     out = Path(check_output_dir(output_dir, settings=settings, overwrite=overwrite))
     start_run(out, settings=settings, overwrite=overwrite)
     if overwrite:

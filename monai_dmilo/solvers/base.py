@@ -26,6 +26,7 @@ from torch import nn
 
 from ..operators.base import real_dtype_of, skip_nan_checks
 from ..seeds import per_sample_seeds
+from ..validation import as_bool
 from .selection import SelectionRule, build_selection
 
 __all__ = [
@@ -283,7 +284,7 @@ class Solver:
         self.selection = selection
         self.selection_params = dict(selection_params or {})
         build_selection(selection, **self.selection_params)  # validate early
-        self.progress = bool(progress)
+        self.progress = as_bool("progress", progress)
         self.callback = callback
 
     # -- to implement -------------------------------------------------------------------------

@@ -17,7 +17,7 @@ the operator is rebuilt from the kernel by ``operator_factory(kernel)``.
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -25,7 +25,30 @@ import torch
 from ..validation import check_positive
 from .base import RunState, Solver, draw_noise, per_sample_mean_square
 
-__all__ = ["DMILO", "default_blur_factory"]
+__all__ = ["DMILO", "DMILOProblem", "default_blur_factory"]
+
+
+@dataclass
+class DMILOProblem:
+    """What one DMILO / DMILO-PGD solve works on, shared by the sweep and the hooks.
+
+    Attributes:
+        y: the measurement ``(B, ...)``; operator: ``A`` (rebuilt from ``logits`` in blind mode);
+        generator: the prior ``G`` (``step``, ``num_steps``); state: the run's :class:`RunState`;
+        latents: ``z_0 .. z_N`` ``(B, C, H, W)``; deviations: ``nu_0 .. nu_{N-1}``;
+        logits: the blur kernel logits ``(B, k * k)`` (blind mode), else None;
+        X, X_prime: DMILO-PGD's iterate and its gradient-stepped version (None for DMILO).
+    """
+
+    y: torch.Tensor
+    operator: Callable[[torch.Tensor], torch.Tensor] | None
+    generator: Any
+    state: RunState
+    latents: list[torch.Tensor] = field(default_factory=list)
+    deviations: list[torch.Tensor] = field(default_factory=list)
+    logits: torch.Tensor | None = None
+    X: torch.Tensor | None = None
+    X_prime: torch.Tensor | None = None
 
 
 def default_blur_factory(kernel: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -120,14 +143,14 @@ class DMILO(Solver):
         return factory(self._kernel(logits))
 
     # -- hooks DMILO-PGD overrides -------------------------------------------------------------
-    def _begin(self, ctx: SimpleNamespace) -> None:
+    def _begin(self, ctx: DMILOProblem) -> None:
         """Extra state before the outer loop."""
 
-    def _last_target(self, ctx: SimpleNamespace) -> torch.Tensor:
+    def _last_target(self, ctx: DMILOProblem) -> torch.Tensor:
         """``target_N`` of the sweep: the measurement for DMILO."""
         return ctx.y
 
-    def _end_outer(self, ctx: SimpleNamespace, x: torch.Tensor) -> None:
+    def _end_outer(self, ctx: DMILOProblem, x: torch.Tensor) -> None:
         """After the regeneration; ``x = clip(z_N)``."""
 
     # -- the algorithm -------------------------------------------------------------------------
@@ -141,7 +164,7 @@ class DMILO(Solver):
         rngs: list[torch.Generator],
     ) -> None:
         n = generator.num_steps
-        ctx = SimpleNamespace(y=y, operator=operator, generator=generator, logits=None, state=state)
+        ctx = DMILOProblem(y=y, operator=operator, generator=generator, state=state)
         if self.blind:
             k = self.blind_kernel_size
             ctx.logits = draw_noise(rngs, (k * k,), z0)
@@ -176,7 +199,7 @@ class DMILO(Solver):
             if state.selection.can_stop and state.all_stopped():
                 break
 
-    def _sweep(self, ctx: SimpleNamespace, target: torch.Tensor) -> None:
+    def _sweep(self, ctx: DMILOProblem, target: torch.Tensor) -> None:
         """Backward layer sweep i = N-1 .. 0 (section 4, step 2), in place on ctx's state."""
         generator, state = ctx.generator, ctx.state
         latents, deviations = ctx.latents, ctx.deviations

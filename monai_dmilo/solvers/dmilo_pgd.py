@@ -20,14 +20,13 @@ In blind mode the fidelity step and ``A(X')`` use the current kernel estimate (h
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import torch
 
 from .base import per_sample_norm, per_sample_sum_square
 from ..validation import check_positive
-from .dmilo import DMILO
+from .dmilo import DMILO, DMILOProblem
 
 __all__ = ["DMILOPGD", "FIDELITY_STEPS"]
 
@@ -84,10 +83,10 @@ class DMILOPGD(DMILO):
         self.num_fidelity_steps = num_fidelity_steps
         self.fidelity = fidelity
 
-    def _begin(self, ctx: SimpleNamespace) -> None:
+    def _begin(self, ctx: DMILOProblem) -> None:
         ctx.X = torch.zeros_like(ctx.latents[0])
 
-    def _last_target(self, ctx: SimpleNamespace) -> torch.Tensor:
+    def _last_target(self, ctx: DMILOProblem) -> torch.Tensor:
         step = FIDELITY_STEPS[self.fidelity]
         x = ctx.X
         for _ in range(self.num_fidelity_steps):
@@ -96,5 +95,5 @@ class DMILOPGD(DMILO):
         with torch.no_grad():
             return ctx.operator(x)
 
-    def _end_outer(self, ctx: SimpleNamespace, x: torch.Tensor) -> None:
+    def _end_outer(self, ctx: DMILOProblem, x: torch.Tensor) -> None:
         ctx.X = x

@@ -15,6 +15,7 @@ from monai_dmilo.networks.parameterization import PARAMETERIZATIONS, wrap_networ
 from .factory import build_ddpm_scheduler
 from .handlers import LossCSVLogger, SampleGridSaver, StateDictExporter
 from .recipe import LR_SCHEDULES, WeightedDiffusionInferer, WeightedPrepareBatch, lr_factor
+from monai_dmilo.validation import as_bool
 
 __all__ = ["create_prior_trainer", "train_prior"]
 
@@ -124,6 +125,7 @@ def create_prior_trainer(
         raise ValueError(f"parameterization must be one of {sorted(PARAMETERIZATIONS)}, got {parameterization!r}.")
 
     output_dir = Path(output_dir)
+    overwrite, keep_snapshots = as_bool("overwrite", overwrite), as_bool("keep_snapshots", keep_snapshots)
     _claim_output_dir(output_dir, export_name, resume_from=resume_from, overwrite=overwrite)
     set_determinism(seed=seed)
     output_dir.mkdir(parents=True, exist_ok=True)

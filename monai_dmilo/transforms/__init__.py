@@ -7,7 +7,7 @@ per sample through ``seed_key`` (see :mod:`.seeding`).
 
 from __future__ import annotations
 
-from .generators import (
+from .operator_parameters import (
     RandBlurKernel,
     RandBlurKernelD,
     RandBlurKernelDict,
@@ -27,7 +27,7 @@ from .measurement import (
     SimulateMeasurementDict,
     SimulateMeasurementd,
 )
-from . import generators, measurement
+from . import measurement, operator_parameters
 from .seeding import base_seed, mix_seed, sample_seed
 
-__all__ = [*generators.__all__, *measurement.__all__, "base_seed", "mix_seed", "sample_seed"]
+__all__ = [*operator_parameters.__all__, *measurement.__all__, "base_seed", "mix_seed", "sample_seed"]
