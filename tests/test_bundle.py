@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -17,80 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import error_line, tiny_unet
-
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "bundle" / "configs"
-SIZE = 16
-
-
-def make_prior(tmp_path: Path) -> Path:
-    """A tiny UNet checkpoint plus its model config; returns the config path."""
-    ckpt = tmp_path / "tiny.pt"
-    torch.save(tiny_unet(1, seed=0).state_dict(), ckpt)
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(
-        "name: tiny\narchitecture: monai_unet\n"
-        "params: {spatial_dims: 2, in_channels: 1, out_channels: 1, channels: [8, 16], "
-        "attention_levels: [false, true], num_res_blocks: 1, num_head_channels: 8, norm_num_groups: 8}\n"
-        f"image_shape: [1, {SIZE}, {SIZE}]\ncheckpoint: tiny.pt\n"
-    )
-    return cfg
-
-
-def make_pngs(folder: Path, n: int = 3, size: int = SIZE) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for k in range(n):
-        yy, xx = np.mgrid[:size, :size]
-        arr = (127 + 100 * np.sin((xx + 2 * k) / 3.0) * np.cos(yy / (4.0 + k))).astype(np.uint8)
-        paths.append(folder / f"img{k}.png")
-        Image.fromarray(arr).save(paths[-1])
-    return paths
-
-
-#: the workflow configs that are layered on common.yaml
-LAYERED_ON_COMMON = ("evaluate.yaml", "inference.yaml", "kspace.yaml")
-
-
-def workflow(config: str | list[str], tmp_path: Path, **overrides):
-    from monai.bundle import ConfigWorkflow
-
-    names = [config] if isinstance(config, str) else list(config)
-    if names[0] in LAYERED_ON_COMMON:  # as on the command line: common.yaml first, then the workflow
-        names = ["common.yaml", *names]
-    files = [str(CONFIGS / c) for c in names]
-    defaults = dict(
-        model_config=str(make_prior(tmp_path)) if not (tmp_path / "tiny.yaml").exists() else str(tmp_path / "tiny.yaml"),
-        device="cpu",
-        num_steps=2,
-        batch_size=2,
-        solver_overrides={"num_outer": 1, "num_inner": 2},
-        solver_progress=False,
-    )
-    defaults.update(overrides)
-    wf = ConfigWorkflow(
-        config_file=files[0] if len(files) == 1 else files,
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=str(CONFIGS / "logging.conf"),
-        workflow_type="infer",
-        **defaults,
-    )
-    return wf
-
-
-def run(config, tmp_path, **overrides):
-    wf = workflow(config, tmp_path, **overrides)
-    wf.initialize()
-    wf.run()
-    wf.finalize()
-    return wf
-
-
-def rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
+from helpers import CONFIGS, REPO, SIZE, error_line, make_pngs, make_prior, rows, run, tiny_unet, workflow
 
 @pytest.fixture(autouse=True)
 def _repo_cwd(monkeypatch):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_solvers import FAST, PixelMask, mask_problem, random_mask, toy_generator, unet_generator
+from helpers import FAST, PixelMask, mask_problem, random_mask, toy_generator, unet_generator
 from monai_dmilo.generator import StepwiseDDIM
 from monai_dmilo.networks.priors import build_generator
 from monai_dmilo.operators import build as build_operator
@@ -178,7 +178,7 @@ def test_dmilo_peak_memory_flat_in_steps_dmplug_growing():
 
 
 def test_bundle_evaluate_on_cuda(tmp_path, monkeypatch):
-    from test_bundle import make_pngs, rows, run
+    from helpers import make_pngs, rows, run
 
     monkeypatch.chdir(REPO)  # the bundle configs name their includes relative to the repository
     make_pngs(tmp_path / "data", 2)

@@ -7,7 +7,7 @@ import torch
 from monai_dmilo.operators import build as build_operator
 from monai_dmilo.operators import gaussian_kernel
 from monai_dmilo.solvers import DMILO, DMILOPGD, DMPlug, per_sample_mean_square
-from test_solvers import (
+from helpers import (
     ConvBlur,
     Identity,
     PixelMask,

@@ -9,7 +9,7 @@ from monai.inferers import Inferer
 from monai_dmilo.inferers import DMILOInferer, DMILOPGDInferer, SolverInferer
 from monai_dmilo.operators import build as build_operator
 from monai_dmilo.solvers import DMILO, DMILOPGD
-from test_solvers import PixelMask, in_range_image, random_mask, toy_generator
+from helpers import PixelMask, in_range_image, random_mask, toy_generator
 
 
 def _problem(batch: int = 2):

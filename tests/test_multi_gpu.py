@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_bundle import REPO, make_pngs, make_prior
+from helpers import REPO, make_pngs, make_prior
 
 OVERRIDES = [
     "--device", "cpu",

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import error_line, tiny_unet
-from test_bundle import CONFIGS, REPO, SIZE, make_pngs, make_prior, rows, run, workflow
+from helpers import error_line, tiny_unet
+from helpers import CONFIGS, REPO, SIZE, make_pngs, make_prior, rows, run, workflow
 
 FAST = {"num_outer": 1, "num_inner": 2}
 

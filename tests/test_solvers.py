@@ -1,6 +1,6 @@
 """Contract tests shared by every solver (dmilo, dmilo_pgd, dmplug, dps), plus selection and presets.
 
-Helpers defined here (toy denoiser, small operators) are reused by test_dmilo.py / test_inferers.py.
+The toy denoisers, small operators and fast settings are in ``helpers.py``.
 """
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import tiny_unet
+from helpers import (
+    FAST, ConvBlur, Downsample2, FourierSubsample, PixelMask, ToyDenoiser,
+    count_network_calls, expected_nfe, in_range_image, mask_problem, random_mask, subspace_generator,
+    toy_generator, unconditional, unet_generator,
+)
 from monai_dmilo.generator import StepwiseDDIM, linear_alphas_cumprod
-from monai_dmilo.operators.base import ForwardOperator, LinearOperator
+from monai_dmilo.operators.base import ForwardOperator
 from monai_dmilo.operators import build as build_operator
 from monai_dmilo.solvers import (
     DMILO,
@@ -23,191 +27,6 @@ from monai_dmilo.solvers import (
     per_sample_mean_square,
 )
 
-# Small, fast hyperparameters per solver (the algorithms are the same as with the presets).
-FAST = {
-    "dmilo": dict(num_outer=2, num_inner=15),
-    "dmilo_pgd": dict(num_outer=2, num_inner=15, lr_x=0.3),
-    "dmplug": dict(num_iters=30, lr=0.02),
-    "dps": dict(num_steps=10, zeta=1.0),
-    "tv": dict(num_iters=60, lam=0.01, lr=0.05),
-    "diffpir": dict(num_steps=10, lam=1.0, zeta=0.5),
-    "pigdm": dict(num_steps=10, guidance_weight=1.0),
-    "reddiff": dict(num_steps=30, lam=0.25, lr=0.05),
-    "ddrm": dict(num_steps=10),
-    "daps": dict(num_steps=5, ode_steps=2, langevin_steps=10, langevin_lr=1e-3, sigma_y=0.05),
-    "adjoint": dict(),
-}
-
-
-# ---------------------------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------------------------
-class ToyDenoiser(nn.Module):
-    """An eps-model whose clean prediction is ``tanh(conv(tanh(conv(z))))``: smooth, in range.
-
-    A random MONAI UNet has a zero output layer, so its x0 prediction saturates the clip and
-    G gives almost no gradient; this toy prior has a non-trivial, differentiable range.
-    """
-
-    def __init__(self, channels: int = 1, seed: int = 0, width: int = 8) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        self.net = nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1), nn.Tanh(), nn.Conv2d(width, channels, 3, padding=1)
-        )
-        with torch.no_grad():
-            for p in self.net.parameters():
-                p.copy_(0.5 * torch.randn(p.shape, generator=gen))
-        self.register_buffer("abar", linear_alphas_cumprod().float())
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        a = self.abar[t].view(-1, 1, 1, 1).to(x.dtype)
-        x0 = torch.tanh(self.net(x))
-        return (x - a.sqrt() * x0) / (1 - a).sqrt()
-
-
-class SubspaceDenoiser(nn.Module):
-    """The exact eps-model of a degenerate Gaussian prior ``x = U w``, ``w ~ N(0, I_k)``.
-
-    With ``P = U U^T`` (orthonormal ``U``) the posterior mean is ``E[x | z_t] = sqrt(abar_t) P z_t``,
-    so this is a consistent diffusion model (DPS's assumptions hold) whose range is ``span(U)``.
-    """
-
-    def __init__(self, shape: tuple[int, int, int], rank: int = 16, seed: int = 0) -> None:
-        super().__init__()
-        dim = shape[0] * shape[1] * shape[2]
-        basis, _ = torch.linalg.qr(torch.randn(dim, rank, generator=torch.Generator().manual_seed(seed)))
-        self.register_buffer("basis", basis)
-        self.register_buffer("abar", linear_alphas_cumprod().float())
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        a = self.abar[t].view(-1, 1, 1, 1).to(x.dtype)
-        flat = x.flatten(1)
-        x0 = a.sqrt() * ((flat @ self.basis) @ self.basis.T).view_as(x)
-        return (x - a.sqrt() * x0) / (1 - a).sqrt()
-
-
-def subspace_generator(size: int = 16, num_steps: int = 3) -> StepwiseDDIM:
-    return StepwiseDDIM(SubspaceDenoiser((1, size, size)), num_steps=num_steps, image_shape=(1, size, size))
-
-
-def toy_generator(channels: int = 1, size: int = 16, num_steps: int = 3, seed: int = 0) -> StepwiseDDIM:
-    return StepwiseDDIM(ToyDenoiser(channels, seed), num_steps=num_steps, image_shape=(channels, size, size))
-
-
-def unet_generator(channels: int = 1, size: int = 16, num_steps: int = 3) -> StepwiseDDIM:
-    return StepwiseDDIM(tiny_unet(channels, 0), num_steps=num_steps, image_shape=(channels, size, size))
-
-
-class Identity(ForwardOperator):
-    linear = True
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
-class PixelMask(LinearOperator):
-    """``A(x) = m * x`` with a (B|1, 1|C, H, W) binary mask."""
-
-    def __init__(self, mask: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("mask", mask)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.mask
-
-    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return y * self.mask
-
-
-class Downsample2(LinearOperator):
-    """2x average pooling: ``(B, C, H, W) -> (B, C, H/2, W/2)``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.avg_pool2d(x, 2)
-
-    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return y.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1) / 4
-
-
-class ConvBlur(ForwardOperator):
-    """Blur by a ``(k, k)`` or per-sample ``(B, k, k)`` kernel, reflect padding, same size."""
-
-    linear = True
-
-    def __init__(self, kernel: torch.Tensor) -> None:
-        super().__init__()
-        self.kernel = kernel
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        k = self.kernel if self.kernel.ndim == 3 else self.kernel.expand(b, *self.kernel.shape)
-        size = k.shape[-1]
-        pad = (size // 2, size - 1 - size // 2) * 2
-        xp = nn.functional.pad(x, pad, mode="reflect").reshape(1, b * c, h + size - 1, w + size - 1)
-        weight = k.flip(-1, -2).repeat_interleave(c, dim=0).unsqueeze(1)
-        return nn.functional.conv2d(xp, weight.to(x.dtype), groups=b * c).reshape(b, c, h, w)
-
-
-class FourierSubsample(LinearOperator):
-    """A complex measurement: the orthonormal 2D FFT restricted to a mask (toy MRI)."""
-
-    def __init__(self, mask: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("mask", mask)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.fft.fft2(x, norm="ortho") * self.mask
-
-    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return torch.fft.ifft2(y * self.mask, norm="ortho")
-
-
-def random_mask(batch: int, size: int = 16, keep: float = 0.5, seed: int = 1) -> torch.Tensor:
-    return (torch.rand(batch, 1, size, size, generator=torch.Generator().manual_seed(seed)) < keep).float()
-
-
-def in_range_image(generator: StepwiseDDIM, batch: int, seed: int = 7, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``clip(G(z*))`` for a fixed noise: an image in the generator's range."""
-    z = torch.randn(batch, *generator.image_shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
-    with torch.no_grad():
-        return generator.sample(z).clamp(-1, 1)
-
-
-def unconditional(generator: StepwiseDDIM, seeds: list[int]) -> torch.Tensor:
-    z = torch.stack([torch.randn(generator.image_shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
-    with torch.no_grad():
-        return generator.sample(z).clamp(-1, 1)
-
-
-def count_network_calls(generator: StepwiseDDIM) -> list[bool]:
-    """Records ``torch.is_grad_enabled()`` for every forward call of the generator's network."""
-    calls: list[bool] = []
-    generator.network.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
-    return calls
-
-
-def expected_nfe(name: str, params: dict, n: int) -> int:
-    if name in ("dmilo", "dmilo_pgd"):
-        return n + params["num_outer"] * (n * params["num_inner"] + n)
-    if name == "dmplug":
-        return n * params["num_iters"] + n
-    if name in ("tv", "adjoint"):
-        return 0
-    if name == "daps":
-        return params["num_steps"] * params["ode_steps"]
-    return params["num_steps"]
-
-
-def mask_problem(batch: int = 2, generator: StepwiseDDIM | None = None, dtype: torch.dtype = torch.float32):
-    generator = generator or toy_generator()
-    op = PixelMask(random_mask(batch).to(dtype))
-    return op(in_range_image(generator, batch, dtype=dtype)), op, generator
-
-
-# ---------------------------------------------------------------------------------------------
-# contract tests, every solver
-# ---------------------------------------------------------------------------------------------
 SEEDLESS = {"tv", "adjoint"}
 TINY = {
     "dmilo": dict(num_outer=1, num_inner=2),
