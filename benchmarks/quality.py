@@ -20,8 +20,9 @@ over its main strength knob (:data:`GRIDS`); the setting with the highest mean v
 frozen and run once on the test split. DMPlug's iteration count is its plateau: one validation
 run records PSNR every 50 iterations and the smallest count within 0.1 dB of the best is kept.
 DMILO and DMILO-PGD run at the budget validated for the 32 x 32 priors (5 outer x 20 inner,
-N = 3: 318 NFE), the grid over their step size. Two GT-free rows use the discrepancy principle
-(tau = 1, the task's sigma): DMILO-PGD choosing its outer iterate, and DMPlug stopping early.
+N = 3: 318 NFE), the grid over their step size. Three GT-free rows use the discrepancy principle
+(tau = 1, the task's sigma) with the frozen settings: DMILO-PGD choosing its outer iterate, DMPlug
+stopping early, and DMILO ending its last layer's inner loop per sample.
 Final iterates otherwise; nothing is picked per image with the ground truth.
 
 Every run is cached in ``docs/benchmarks/quality/<task>.json`` (key: prior sha256, split,
@@ -83,6 +84,14 @@ DMPLUG_BASE = {"num_iters": 500, "lr": 1e-2, "checkpointing": False}
 DMPLUG_EVERY = 50
 PLATEAU_DB = 0.1
 SPLIT_SEED = {"validation": 0, "test": 1000}
+#: the GT-free rules run on the test split with each solver's frozen setting (tau = 1, the task's sigma):
+#: discrepancy = pick DMILO-PGD's outer iterate / stop DMPlug; inner discrepancy = end DMILO's last-layer loop
+GT_FREE_RULES = {
+    "final": lambda sigma: {},
+    "discrepancy": lambda sigma: {"selection": "discrepancy", "selection_params": {"sigma": sigma, "tau": 1.0}},
+    "inner_discrepancy": lambda sigma: {"inner_discrepancy": {"sigma": sigma, "tau": 1.0}},
+}
+RULES_OF = {"dmilo": ["inner_discrepancy"], "dmilo_pgd": ["discrepancy"], "dmplug": ["discrepancy"]}
 PANEL_IMAGES = 4
 
 
@@ -244,8 +253,7 @@ class TaskBench:
         if result is None and run:
             label = f"{self.name} {split} {solver} {rule} {params}"
             print(f"[{time.strftime('%H:%M:%S')}] {label} ...", flush=True)
-            extra = {"selection": "discrepancy",
-                     "selection_params": {"sigma": self.task["noise_sigma"], "tau": 1.0}} if rule == "discrepancy" else {}
+            extra = GT_FREE_RULES[rule](self.task["noise_sigma"])
             result = run_once(solver, params, self.problem(split), **extra, **kwargs)
             self.cache.put(key, result)
             print(f"    {np.mean(result['psnr']):.2f} dB, {result['nfe']} NFE, {result['seconds']:.0f} s", flush=True)
@@ -282,11 +290,10 @@ class TaskBench:
             params = self.chosen(solver, run)
             if params is None:
                 continue
-            rules = ["final"] + (["discrepancy"] if solver in ("dmilo_pgd", "dmplug") else [])
-            for rule in rules:
+            for rule in ["final", *RULES_OF.get(solver, [])]:
                 result = self.cached_or_run("test", solver, params, rule=rule, run=run)
                 if result is not None:
-                    label = solver if rule == "final" else f"{solver} + discrepancy"
+                    label = solver if rule == "final" else f"{solver} + {rule.replace('_', ' ')}"
                     rows[label] = {**result, "params": params}
         return rows
 
@@ -342,7 +349,7 @@ def task_section(bench: TaskBench) -> tuple[str, dict[str, dict]]:
 def overview(all_rows: dict[str, dict[str, dict]]) -> str:
     """One table: per task, every solver's test PSNR (NFE), the best in bold."""
     tasks = [t for t in TASKS if all_rows.get(t)]
-    labels = [s for s in SOLVERS] + ["dmilo_pgd + discrepancy", "dmplug + discrepancy"]
+    labels = [*SOLVERS, "dmilo + inner discrepancy", "dmilo_pgd + discrepancy", "dmplug + discrepancy"]
     lines = []
     for label in labels:
         cells = []
@@ -368,7 +375,7 @@ def plot(all_rows: dict[str, dict[str, dict]], path: Path) -> None:
         for ax, t in zip(axes.flat, tasks):
             for label, r in all_rows[t].items():
                 ax.scatter(max(r["nfe"], 1), np.mean(r["psnr"]), s=18)
-                ax.annotate(label.replace(" + discrepancy", "+disc"), (max(r["nfe"], 1), np.mean(r["psnr"])),
+                ax.annotate(label.replace(" + ", "+"), (max(r["nfe"], 1), np.mean(r["psnr"])),
                             fontsize=6)
             ax.set_xscale("log")
             ax.set_title(t, fontsize=9)
@@ -401,7 +408,7 @@ def panel(bench: TaskBench, rows: dict[str, dict], path: Path) -> None:
             axes[i, j + 1].imshow(image, cmap="gray", vmin=-1, vmax=1)
             axes[i, j + 1].set_xlabel(f"{rows[label]['psnr'][i]:.1f}", fontsize=6, labelpad=1)
     for j, label in enumerate(["truth"] + labels):
-        axes[0, j].set_title(label.replace(" + discrepancy", "\n+disc"), fontsize=6)
+        axes[0, j].set_title(label.replace(" + ", "\n+"), fontsize=6)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])

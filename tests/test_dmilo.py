@@ -212,3 +212,36 @@ def test_one_image_does_not_change_anothers_result():
     b = DMILO(num_outer=2, num_inner=10).solve(changed, op, generator, seed=[1, 2])
     torch.testing.assert_close(a.x[0], b.x[0], atol=1e-5, rtol=0)
     assert not torch.allclose(a.x[1], b.x[1])
+
+
+def test_inner_discrepancy_stops_each_sample_at_the_noise_level():
+    """The last layer's inner loop ends per sample once its data fit reaches tau * sigma^2 * the
+    measured fraction; a huge level stops at once, a tiny one never, and a batch equals singles."""
+    from monai_dmilo.solvers import DMILO, DMILOPGD
+    from monai_dmilo.solvers.selection import discrepancy_level
+
+    generator = toy_generator()
+    mask = random_mask(2)
+    y = in_range_image(generator, 2) * mask
+    op = PixelMask(mask)
+    plain = DMILO(num_outer=1, num_inner=6).solve(y, op, generator, seed=[3, 4])
+    never = DMILO(num_outer=1, num_inner=6, inner_discrepancy={"sigma": 1e-9}).solve(y, op, generator, seed=[3, 4])
+    torch.testing.assert_close(never.x, plain.x, atol=0, rtol=0)
+    assert never.nfe == plain.nfe
+    at_once = DMILO(num_outer=1, num_inner=6, inner_discrepancy={"sigma": 100.0}).solve(y, op, generator, seed=[3, 4])
+    assert at_once.nfe == plain.nfe - 6 + 1  # the last layer: one forward, then every sample has stopped
+    # a level that only the second sample reaches within the run (float64, as the batch contract test):
+    # frozen in the batch, it gets exactly what it gets alone, and the other sample is not held back
+    g64, mask64 = generator.double(), mask.double()
+    y64 = in_range_image(g64, 2, dtype=torch.float64) * mask64
+    solver = DMILO(num_outer=2, num_inner=6, inner_discrepancy={"sigma": 0.3})
+    both = solver.solve(y64, PixelMask(mask64), g64, seed=[3, 4])
+    alone = [solver.solve(y64[b:b + 1], PixelMask(mask64[b:b + 1]), g64, seed=[3 + b]) for b in range(2)]
+    assert alone[1].nfe < alone[0].nfe == both.nfe
+    for b in range(2):
+        torch.testing.assert_close(both.x[b:b + 1], alone[b].x, atol=1e-9, rtol=0)
+    assert discrepancy_level(y, 0.1).shape == (2,)
+    with pytest.raises(ValueError, match="inner_discrepancy applies to DMILO"):
+        DMILOPGD(inner_discrepancy={"sigma": 0.01})
+    with pytest.raises(ValueError, match="inner_discrepancy must be a mapping"):
+        DMILO(inner_discrepancy={"tau": 1.0})

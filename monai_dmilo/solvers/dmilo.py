@@ -18,12 +18,13 @@ the operator is rebuilt from the kernel by ``operator_factory(kernel)``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
 from ..validation import check_positive
 from .base import RunState, Solver, draw_noise, per_sample_mean_square
+from .selection import discrepancy_level
 
 __all__ = ["DMILO", "DMILOProblem", "default_blur_factory"]
 
@@ -37,7 +38,8 @@ class DMILOProblem:
         generator: the prior ``G`` (``step``, ``num_steps``); state: the run's :class:`RunState`;
         latents: ``z_0 .. z_N`` ``(B, C, H, W)``; deviations: ``nu_0 .. nu_{N-1}``;
         logits: the blur kernel logits ``(B, k * k)`` (blind mode), else None;
-        X, X_prime: DMILO-PGD's iterate and its gradient-stepped version (None for DMILO).
+        X, X_prime: DMILO-PGD's iterate and its gradient-stepped version (None for DMILO);
+        level: the per-sample data-fit level of ``inner_discrepancy`` (None when off).
     """
 
     y: torch.Tensor
@@ -49,6 +51,18 @@ class DMILOProblem:
     logits: torch.Tensor | None = None
     X: torch.Tensor | None = None
     X_prime: torch.Tensor | None = None
+    level: torch.Tensor | None = None
+
+
+def _check_inner_discrepancy(spec: Mapping[str, float] | None) -> dict[str, float] | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping) or not set(spec) <= {"sigma", "tau"} or "sigma" not in spec:
+        raise ValueError(f"inner_discrepancy must be a mapping {{sigma: <noise std>, tau: <~1>}} or null, got {spec!r}.")
+    out = {"sigma": spec["sigma"], "tau": spec.get("tau", 1.0)}
+    for key, value in out.items():
+        check_positive(f"inner_discrepancy {key}", value)
+    return {k: float(v) for k, v in out.items()}
 
 
 def default_blur_factory(kernel: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -73,6 +87,11 @@ class DMILO(Solver):
         lr_kernel: Adam learning rate of the kernel logits ``w`` (blind mode).
         operator_factory: ``kernel (B, k, k) -> operator`` in blind mode; default
             ``monai_dmilo.operators.build("blur", kernel=kernel)``.
+        inner_discrepancy: ``{"sigma": s, "tau": t}`` to end the last layer's inner loop per
+            sample (the discrepancy principle, ALGORITHMS.md section 10) once its data fit
+            ``mean(|A(g_{N-1}(z) + nu) - y|^2)`` reaches ``t * s^2 *`` the measured fraction of ``y``:
+            that sample's ``(z_{N-1}, nu_{N-1})`` are frozen, and the loop ends when every sample
+            has stopped (one host sync per inner iteration). ``None`` (default): M iterations.
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
 
     Defaults are the inpainting preset of ALGORITHMS.md section 7 (``configs/solvers``).
@@ -92,6 +111,7 @@ class DMILO(Solver):
         blind_kernel_size: int | None = None,
         lr_kernel: float = 0.1,
         operator_factory: Callable[[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]] | None = None,
+        inner_discrepancy: Mapping[str, float] | None = None,
         **common: Any,
     ) -> None:
         super().__init__(**common)
@@ -115,6 +135,7 @@ class DMILO(Solver):
         self.blind_kernel_size = blind_kernel_size
         self.lr_kernel = float(lr_kernel)
         self.operator_factory = operator_factory
+        self.inner_discrepancy = _check_inner_discrepancy(inner_discrepancy)
 
     @property
     def blind(self) -> bool:
@@ -199,6 +220,14 @@ class DMILO(Solver):
             if state.selection.can_stop and state.all_stopped():
                 break
 
+    def _inner_level(self, ctx: DMILOProblem) -> torch.Tensor | None:
+        """The per-sample data-fit level ``(B,)`` ending the last layer's inner loop, or None."""
+        if self.inner_discrepancy is None:
+            return None
+        if ctx.level is None:
+            ctx.level = discrepancy_level(ctx.y, **self.inner_discrepancy).to(ctx.y.device)
+        return ctx.level
+
     def _sweep(self, ctx: DMILOProblem, target: torch.Tensor) -> None:
         """Backward layer sweep i = N-1 .. 0 (section 4, step 2), in place on ctx's state."""
         generator, state = ctx.generator, ctx.state
@@ -215,18 +244,27 @@ class DMILO(Solver):
                 groups.append({"params": [w], "lr": self.lr_kernel})
             optimizer = torch.optim.Adam(groups)  # a fresh Adam per layer
             layer_target = target if last else latents[i + 1]
+            level = self._inner_level(ctx) if last else None
+            active = None if level is None else torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
             for _ in range(self.num_inner):
                 optimizer.zero_grad(set_to_none=True)
                 out = generator.step(z, i) + nu
                 if last:
                     out = (self._make_operator(w) if w is not None else ctx.operator)(out)
-                loss = (
-                    per_sample_mean_square(out - layer_target)
-                    + self.lambda_nu * nu.abs().flatten(1).mean(1)
-                    + self.lambda_z * z.square().flatten(1).mean(1)
-                )
+                fit = per_sample_mean_square(out - layer_target)
+                if active is not None:  # a sample whose fit reached the noise level stops here
+                    active = active & (fit.detach().double() > level)
+                    if not bool(active.any()):
+                        state.count(forward=1, nfe=1)
+                        break
+                    frozen = [(p, p.detach().clone()) for p in (z, nu, w) if p is not None]
+                loss = fit + self.lambda_nu * nu.abs().flatten(1).mean(1) + self.lambda_z * z.square().flatten(1).mean(1)
                 loss.sum().backward()
                 optimizer.step()
+                if active is not None:
+                    with torch.no_grad():
+                        for param, before in frozen:
+                            param.copy_(torch.where(active.view(-1, *(1,) * (param.ndim - 1)), param, before))
                 state.count(forward=1, backward=1, nfe=1)
             latents[i] = z.detach()
             deviations[i] = nu.detach()

@@ -75,6 +75,9 @@ class DMILOPGD(DMILO):
         **dmilo: Any,
     ) -> None:
         super().__init__(**dmilo)
+        if self.inner_discrepancy is not None:
+            raise ValueError("inner_discrepancy applies to DMILO, whose last layer fits y; DMILO-PGD's fits A(X') "
+                             "(use selection: discrepancy to pick its outer iterate instead).")
         check_positive("lr_x", lr_x, allow_zero=True)
         check_positive("num_fidelity_steps", num_fidelity_steps, integer=True)
         if fidelity not in FIDELITY_STEPS:

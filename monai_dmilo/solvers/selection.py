@@ -26,6 +26,7 @@ import torch
 
 __all__ = [
     "SelectionRule", "FinalIterate", "LowestDataFit", "ESWMV", "Discrepancy", "SELECTION_RULES", "build_selection",
+    "discrepancy_level",
 ]
 
 
@@ -151,6 +152,14 @@ class ESWMV(SelectionRule):
         return self._best_x, self._best_index
 
 
+def discrepancy_level(y: torch.Tensor, sigma: float, tau: float = 1.0) -> torch.Tensor:
+    """Per-sample ``tau * sigma^2 * f`` ``(B,)`` float64: the mean data fit ``mean(|A(x) - y|^2)`` that the
+    truth leaves under noise ``sigma``, ``f`` the fraction of ``y``'s real entries that are measured
+    (non-zero: masking operators leave exact zeros where nothing is observed)."""
+    real = torch.view_as_real(y) if y.is_complex() else y
+    return tau * sigma**2 * (real != 0).flatten(1).double().mean(1)
+
+
 class Discrepancy(SelectionRule):
     """Stop each sample once its data fit reaches ``tau * sigma^2 * measured fraction`` (discrepancy principle).
 
@@ -172,9 +181,7 @@ class Discrepancy(SelectionRule):
         self._chosen_index: torch.Tensor | None = None
 
     def bind(self, y: torch.Tensor) -> None:
-        real = torch.view_as_real(y) if y.is_complex() else y
-        measured = (real != 0).flatten(1).double().mean(1)
-        self._level = self.tau * self.sigma**2 * measured
+        self._level = discrepancy_level(y, self.sigma, self.tau)
 
     def update(self, x: torch.Tensor, data_fit: torch.Tensor, index: int) -> None:
         super().update(x, data_fit, index)
