@@ -397,17 +397,20 @@ def panel(bench: TaskBench, rows: dict[str, dict], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    truth = bench.problem("test")["truth"][:PANEL_IMAGES, 0]
+    problem = bench.problem("test")
+    truth = problem["truth"][:PANEL_IMAGES, 0]
+    shown = problem["operator"].view(problem["y"], problem["truth"].shape[1:])[:PANEL_IMAGES, 0]  # [0, 1]
     labels = sorted(rows, key=lambda k: -np.mean(rows[k]["psnr"]))
-    fig, axes = plt.subplots(len(truth), len(labels) + 1, figsize=(1.1 * (len(labels) + 1), 1.2 * len(truth)),
+    fig, axes = plt.subplots(len(truth), len(labels) + 2, figsize=(1.1 * (len(labels) + 2), 1.2 * len(truth)),
                              squeeze=False)
     for i in range(len(truth)):
         axes[i, 0].imshow(truth[i], cmap="gray", vmin=-1, vmax=1)
+        axes[i, 1].imshow(shown[i], cmap="gray", vmin=0, vmax=1)
         for j, label in enumerate(labels):
             image = torch.tensor(rows[label]["panel"][i]).float()
-            axes[i, j + 1].imshow(image, cmap="gray", vmin=-1, vmax=1)
-            axes[i, j + 1].set_xlabel(f"{rows[label]['psnr'][i]:.1f}", fontsize=6, labelpad=1)
-    for j, label in enumerate(["truth"] + labels):
+            axes[i, j + 2].imshow(image, cmap="gray", vmin=-1, vmax=1)
+            axes[i, j + 2].set_xlabel(f"{rows[label]['psnr'][i]:.1f}", fontsize=6, labelpad=1)
+    for j, label in enumerate(["truth", "measurement"] + labels):
         axes[0, j].set_title(label.replace(" + ", "\n+"), fontsize=6)
     for ax in axes.flat:
         ax.set_xticks([])
