@@ -280,7 +280,8 @@ class TaskBench:
         if solver == "dmplug":
             params, result = results[0]
             return {**params, "num_iters": plateau(result["trace"])}
-        return max(results, key=lambda pr: np.mean(pr[1]["psnr"]))[0]
+        # a setting that diverged (NaN PSNR) ranks last
+        return max(results, key=lambda pr: np.nan_to_num(np.mean(pr[1]["psnr"]), nan=-np.inf))[0]
 
     def test_rows(self, run: bool, solvers: list[str] = SOLVERS) -> dict[str, dict]:
         """Label -> test result with its setting, for every solver (of ``solvers``) whose validation is done;

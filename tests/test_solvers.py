@@ -699,3 +699,13 @@ def test_daps_langevin_samples_the_gaussian_posterior_of_a_mask():
     assert abs(samples.mean().item() - 0.5) < 0.04
     assert 0.07 < samples.std().item() < 0.13
     assert out.nfe == 2 and out.nfe_backward == 0
+
+
+def test_a_diverged_estimate_is_reported(caplog):
+    """A solve whose estimate is not finite says so (which samples, what to lower) instead of staying silent."""
+    y, op, generator = mask_problem(2)
+    y = y.clone()
+    with caplog.at_level("WARNING", logger="monai_dmilo.solvers.base"):
+        out = build("tv", lam=0.0, num_iters=3, lr=1e30).solve(y * 1e30, op, generator, seed=[1, 2])
+    assert not torch.isfinite(out.x).all()
+    assert "tv: the estimate of sample(s) [0, 1] is not finite" in caplog.text and "step size" in caplog.text

@@ -16,6 +16,7 @@ backward passes through the network. All three are per image: a batched call cou
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ __all__ = [
     "draw_noise",
     "ddim_sigma",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -369,6 +372,13 @@ class Solver:
                 raise KeyboardInterrupt
             if y.device.type == "cuda":
                 torch.cuda.synchronize(y.device)
+            diverged = ~torch.isfinite(x.detach()).flatten(1).all(1)
+            if bool(diverged.any()):
+                logger.warning(
+                    "%s: the estimate of sample(s) %s is not finite (the iterations diverged); lower the solver's "
+                    "step size (e.g. lr, langevin_lr, lr_x) for this prior and task.",
+                    self.name, diverged.nonzero().flatten().tolist(),
+                )
         history = {
             k: torch.stack(v) if v else torch.empty(0, y.shape[0], device=y.device)
             for k, v in state.records.items()
