@@ -364,7 +364,8 @@ def overview(all_rows: dict[str, dict[str, dict]]) -> str:
             cell = f"{m:.2f} ({r['nfe']})"
             cells.append(f"**{cell}**" if m == best else cell)
         lines.append([label] + cells)
-    return markdown_table(["solver: test PSNR dB (NFE / image)"] + tasks, lines)
+    done = {t: all(s in all_rows[t] for s in SOLVERS) for t in tasks}
+    return markdown_table(["solver: test PSNR dB (NFE / image)"] + [t if done[t] else f"{t} (partial)" for t in tasks], lines)
 
 
 def plot(all_rows: dict[str, dict[str, dict]], path: Path) -> None:
