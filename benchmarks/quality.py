@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -48,7 +47,8 @@ from common import REPO, markdown_table, paired, psnr, save_plot, split_images
 from monai_dmilo.checkpoints import sha256_of  # noqa: E402
 from monai_dmilo.tasks import load_task, simulation_transform  # noqa: E402
 from monai_dmilo.networks.priors import build_generator, load_model_config  # noqa: E402
-from monai_dmilo.operators import build as build_operator  # noqa: E402
+from monai_dmilo.operators import build_from_batch  # noqa: E402
+from monai_dmilo.run_files import atomic_path  # noqa: E402
 from monai_dmilo.solvers import build as build_solver  # noqa: E402
 from monai_dmilo.solvers import available_presets, load_solver_preset  # noqa: E402
 
@@ -129,13 +129,8 @@ def make_problem(task: dict, x: torch.Tensor, seeds: list[int]) -> tuple[torch.T
     simulate = simulation_transform(task)
     items = [simulate({"image": x[b], "seed": int(s)}) for b, s in enumerate(seeds)]
     batch = list_data_collate(items)
-    params = {k: _plain(batch[k]) for k in task["param_keys"]}
-    operator = build_operator(task["operator"], **task["operator_params"], **params)
-    return _plain(batch["y"]), operator
-
-
-def _plain(value):
-    return value.as_tensor() if hasattr(value, "as_tensor") else value
+    y = batch["y"].as_tensor() if hasattr(batch["y"], "as_tensor") else batch["y"]
+    return y, build_from_batch(task["operator"], task["operator_params"], batch)
 
 
 def ssim(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -185,9 +180,8 @@ class Cache:
     def put(self, key: str, value: dict) -> None:
         self.data[key] = value
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(self.data, indent=1) + "\n")
 
 
 def run_once(solver: str, params: dict, problem: dict, *, trace_every: int | None = None, **extra) -> dict:

@@ -18,7 +18,7 @@ import torch
 from monai.engines import SupervisedEvaluator
 from monai.engines.utils import PrepareBatch
 
-from monai_dmilo.operators import build_from_batch
+from monai_dmilo.operators import batch_keys, build_from_batch
 
 __all__ = ["InverseProblemPrepareBatch", "InverseProblemEvaluator", "run_evaluator", "log_run"]
 
@@ -84,8 +84,10 @@ class InverseProblemPrepareBatch(PrepareBatch):
         if self.image_key is not None and self.image_key in batchdata:
             target = _to_device(torch.as_tensor(batchdata[self.image_key]), device, non_blocking, **kwargs)
         extras: dict[str, Any] = {}
-        if self.operator is not None:
-            extras["operator"] = build_from_batch(self.operator, self.operator_params, batchdata).to(y.device)
+        if self.operator is not None:  # its per-sample parameters on the device once, not at every call
+            params = {k: _to_device(batchdata[k], device, non_blocking, **kwargs)
+                      for k in batch_keys(self.operator) if k in batchdata}
+            extras["operator"] = build_from_batch(self.operator, self.operator_params, params)
         if self.seed_key is not None and self.seed_key in batchdata:
             seeds = batchdata[self.seed_key]
             extras["seed"] = [int(s) for s in (seeds.tolist() if isinstance(seeds, torch.Tensor) else seeds)]
