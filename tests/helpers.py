@@ -4,7 +4,9 @@ import ...``); fixtures live in ``conftest.py``."""
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -14,6 +16,8 @@ from PIL import Image
 from torch import nn
 
 from monai_dmilo.generator import StepwiseDDIM, linear_alphas_cumprod
+from monai_dmilo.operators import build as build_operator
+from monai_dmilo.operators import gaussian_kernel, kspace_mask, motion_kernel, simulate_coil_maps
 from monai_dmilo.operators.base import ForwardOperator, LinearOperator
 
 
@@ -53,6 +57,160 @@ def error_line(fn, *args, **kwargs) -> str:
             raise
         return one_line_message(root)
     pytest.fail(f"{getattr(fn, '__name__', fn)} raised no error")
+
+
+# ----------------------------------------------------------------------------- operators: the one list of cases
+
+def _rand(*shape, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def tiny_conv_net() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 2, 3, padding=1))
+    return net.double()
+
+
+def _ct_angles(batch: int) -> torch.Tensor:
+    return torch.stack([torch.tensor([0.0, 36.0, 72.0, 108.0]) + 7.0 * b for b in range(batch)])
+
+
+@dataclass
+class Case:
+    """One operator configuration: ``params(batch)`` builds parameters for a batch of ``batch``."""
+
+    id: str
+    name: str
+    params: Callable[[int], dict]
+    image: tuple[int, int, int]  # (C, H, W)
+    out: Callable[[int, int, int, int], tuple[int, ...]]  # (B, C, H, W) -> output shape
+    batched: tuple[str, ...] = ()  # parameters with one entry per sample (dim 0)
+    complex_out: bool = False
+
+    @property
+    def linear(self) -> bool:
+        return build_operator(self.name, **self.params(1)).linear
+
+
+def _same(b, c, h, w):
+    return (b, c, h, w)
+
+
+# The one list: every registered operator appears, with small example parameters.
+OPERATOR_CASES = [
+    Case(
+        "inpainting_shared_mask",
+        "inpainting",
+        lambda b: {"mask": (_rand(b, 1, 16, 16, seed=1) > 0.5).double()},
+        (3, 16, 16),
+        _same,
+        batched=("mask",),
+    ),
+    Case(
+        "inpainting_channel_mask",
+        "inpainting",
+        lambda b: {"mask": (_rand(b, 2, 16, 16, seed=2) > 0.3).double()},
+        (2, 16, 16),
+        _same,
+        batched=("mask",),
+    ),
+    Case(
+        "inpainting_hw_mask",
+        "inpainting",
+        lambda b: {"mask": (_rand(16, 16, seed=3) > 0.5).double()},
+        (1, 16, 16),
+        _same,
+    ),
+    Case(
+        "super_resolution_x2",
+        "super_resolution",
+        lambda b: {"scale": 2},
+        (3, 16, 16),
+        lambda b, c, h, w: (b, c, h // 2, w // 2),
+    ),
+    Case(
+        "super_resolution_x3_rect",
+        "super_resolution",
+        lambda b: {"scale": 3},
+        (2, 18, 12),
+        lambda b, c, h, w: (b, c, h // 3, w // 3),
+    ),
+    Case(
+        "super_resolution_x4",
+        "super_resolution",
+        lambda b: {"scale": 4},
+        (1, 16, 16),
+        lambda b, c, h, w: (b, c, h // 4, w // 4),
+    ),
+    Case(
+        "blur_gaussian_odd_shared",
+        "blur",
+        lambda b: {"kernel": gaussian_kernel(5, 1.2, dtype=torch.float64)},
+        (3, 16, 16),
+        _same,
+    ),
+    Case(
+        "blur_motion_even_per_sample",
+        "blur",
+        lambda b: {"kernel": torch.stack([motion_kernel(6, 0.5, seed=i, dtype=torch.float64) for i in range(b)])},
+        (2, 16, 16),
+        _same,
+        batched=("kernel",),
+    ),
+    Case("blur_asymmetric_odd", "blur", lambda b: {"kernel": _rand(7, 7, seed=4)}, (1, 16, 16), _same),
+    Case(
+        "mri_single_coil",
+        "mri",
+        lambda b: {"mask": torch.stack([kspace_mask((16, 16), 4, 0.125, seed=i) for i in range(b)])[:, None, 0]},
+        (2, 16, 16),
+        _same,
+        batched=("mask",),
+        complex_out=True,
+    ),
+    Case(
+        "mri_multi_coil",
+        "mri",
+        lambda b: {
+            "mask": kspace_mask((16, 16), 4, 0.125, pattern="equispaced", seed=0)[0, 0],
+            "coil_maps": simulate_coil_maps((16, 16), 4, dtype=torch.complex128)[None].repeat(b, 1, 1, 1)
+            * (1 + 0.1 * torch.arange(b, dtype=torch.float64)).view(-1, 1, 1, 1),
+        },
+        (1, 16, 16),
+        lambda b, c, h, w: (b, 4, h, w),
+        batched=("coil_maps",),
+        complex_out=True,
+    ),
+    Case(
+        "ct_shared_angles",
+        "ct",
+        lambda b: {"angles": torch.tensor([0.0, 30.0, 60.0, 90.0, 135.0])},
+        (2, 16, 16),
+        lambda b, c, h, w: (b, c, 5, 24),
+    ),
+    Case(
+        "ct_per_sample_angles",
+        "ct",
+        lambda b: {"angles": _ct_angles(b)},
+        (1, 16, 16),
+        lambda b, c, h, w: (b, c, 4, 24),
+        batched=("angles",),
+    ),
+    Case(
+        "ct_rectangular",
+        "ct",
+        lambda b: {"angles": torch.tensor([10.0, 100.0]), "image_size": (12, 16)},
+        (1, 12, 16),
+        lambda b, c, h, w: (b, c, 2, 20),
+    ),
+    Case(
+        "phase_retrieval",
+        "phase_retrieval",
+        lambda b: {"oversampling": 2},
+        (1, 16, 16),
+        lambda b, c, h, w: (b, c, 2 * h, 2 * w),
+    ),
+    Case("module", "module", lambda b: {"module": tiny_conv_net()}, (2, 16, 16), _same),
+]
 
 
 # ----------------------------------------------------------------------------- solvers: toy priors, operators, problems

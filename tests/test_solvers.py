@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from helpers import (
-    FAST, ConvBlur, Downsample2, FourierSubsample, PixelMask, ToyDenoiser,
+    FAST, OPERATOR_CASES, ConvBlur, Downsample2, FourierSubsample, PixelMask, ToyDenoiser,
     count_network_calls, expected_nfe, in_range_image, mask_problem, random_mask, subspace_generator,
     toy_generator, unconditional, unet_generator,
 )
@@ -186,6 +186,44 @@ def test_non_image_shaped_measurement_and_z_init(name):
     again = solver.solve(y, op, generator, seed=[5, 6], z_init=z0)
     assert out.x.shape == (2, 1, 16, 16)
     torch.testing.assert_close(out.x, again.x, atol=0, rtol=0)
+
+
+#: what a solver needs from the operator beyond A(x) (the capability it refuses without)
+NEEDS = {"ddrm": "svd", "diffpir": "proximal", "pigdm": "pseudo_inverse", "adjoint": "pseudo_inverse"}
+
+
+def _single_precision(params: dict) -> dict:
+    """The operator case's parameters in the toy prior's precision (float32 / complex64)."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(torch.complex64 if value.is_complex() else torch.float32)
+        elif isinstance(value, nn.Module):
+            value = value.float()
+        out[key] = value
+    return out
+
+
+@pytest.mark.parametrize("case", OPERATOR_CASES, ids=[case.id for case in OPERATOR_CASES])
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_every_solver_on_every_operator_case(name, case):
+    """Each solver on each real operator configuration of the operator tests: it solves (batch of 2,
+    in range, finite, exact NFE, the data fit of its estimate recorded), or, for an operator without
+    the capability it needs, refuses with one error naming itself and the operator."""
+    generator = StepwiseDDIM(ToyDenoiser(case.image[0]), num_steps=3, image_shape=case.image)
+    op = build_operator(case.name, **_single_precision(case.params(2)))
+    y = op(in_range_image(generator, 2))
+    solver = build(name, **TINY[name])
+    if name in NEEDS and not callable(getattr(op, NEEDS[name], None)):
+        with pytest.raises(TypeError, match=f"{name} needs .*{type(op).__name__} has none"):
+            solver.solve(y, op, generator, seed=[0, 1])
+        return
+    out = solver.solve(y, op, generator, seed=[0, 1])
+    assert out.x.shape == (2, *case.image) and out.x.dtype == torch.float32
+    assert torch.isfinite(out.x).all() and out.x.abs().max() <= 1.0
+    assert out.nfe == expected_nfe(name, TINY[name], generator.num_steps)
+    assert torch.isfinite(out.history["data_fit"]).all()
+    assert out.history["data_fit"].shape[1] == 2
 
 
 def test_bad_inputs_raise_named_errors():

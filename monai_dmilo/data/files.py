@@ -1,4 +1,5 @@
-"""Image files: their format, their name, and their pixels (PNG/JPEG, NIfTI, DICOM series)."""
+"""Image files: their format, their name, and their pixels (PNG/JPEG, NIfTI, DICOM series), read with
+MONAI's ``LoadImage`` readers."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_SUFFIXES", "is_dicom_series", "image_format", "file_stem", "read_dicom", "read_image_array",
+__all__ = ["IMAGE_SUFFIXES", "is_dicom_series", "image_format", "file_stem", "load_image", "read_dicom", "read_image_array",
            "nifti_shape", "spatial_size", "squeeze_trailing"]
 
 
@@ -47,15 +48,40 @@ def file_stem(path: str | Path) -> str:
     return Path(path).stem
 
 
-def read_dicom(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """A DICOM series folder (or one ``.dcm`` file) as float32 ``(X, Y[, Z])`` (MONAI's layout: columns,
-    rows, slices; rescale slope and intercept applied) and its RAS affine ``(4, 4)``."""
+_PIL_MODES = {1: "L", 3: "RGB"}
+
+
+def load_image(path: str, *, channels: int = 1):
+    """One image file or DICOM series through MONAI's ``LoadImage`` (``PILReader`` for PNG/JPEG,
+    ``NibabelReader`` for NIfTI, ``PydicomReader`` for DICOM): a float32 ``MetaTensor`` with its
+    affine; PNG/JPEG ``(C, H, W)`` converted to ``channels`` (PIL ``L`` or ``RGB``), NIfTI/DICOM as
+    stored, ``(X, Y[, Z])`` (columns, rows, slices for DICOM; rescale slope and intercept applied).
+    """
+    from monai.data import PILReader
     from monai.transforms import LoadImage
 
+    fmt = image_format(path)
+    if fmt == "png":
+        mode = _PIL_MODES.get(channels)
+        if mode is None:
+            raise ValueError(f"channels must be 1 or 3 for PNG/JPEG images, got {channels}.")
+        loader = LoadImage(reader=PILReader(converter=lambda im: im.convert(mode), reverse_indexing=False),
+                           image_only=True, dtype=np.float32, ensure_channel_first=True)
+    elif fmt in ("nifti", "dicom"):
+        loader = LoadImage(reader="NibabelReader" if fmt == "nifti" else "PydicomReader", image_only=True,
+                           dtype=np.float32)
+    else:
+        raise ValueError(f"file {path!r} must be PNG/JPEG, NIfTI or DICOM.")
     try:
-        image = LoadImage(reader="PydicomReader", image_only=True)(path)
-    except Exception as err:  # pydicom/MONAI raise many types for unreadable files
-        raise ValueError(f"{path} could not be read as DICOM: {type(err).__name__}: {err}") from None
+        return loader(path)
+    except Exception as err:  # the readers raise many types for unreadable files
+        raise ValueError(f"{path} could not be read as {fmt.upper()}: {type(err).__name__}: {err}") from None
+
+
+def read_dicom(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """A DICOM series folder (or one ``.dcm`` file) as float32 ``(X, Y[, Z])`` and its RAS affine
+    ``(4, 4)`` (:func:`load_image`)."""
+    image = load_image(path)
     return np.asarray(image, dtype=np.float32), np.asarray(image.affine, dtype=np.float64)
 
 
@@ -98,12 +124,7 @@ class _VolumeCache:
 
     def get(self, path: str) -> np.ndarray:
         if path not in self._data:
-            if image_format(path) == "dicom":
-                self._data[path] = read_dicom(path)[0]
-            else:
-                import nibabel as nib
-
-                self._data[path] = np.asarray(nib.load(path).get_fdata(dtype=np.float32))
+            self._data[path] = np.asarray(load_image(path), dtype=np.float32)
             while len(self._data) > self.size:
                 self._data.popitem(last=False)
         self._data.move_to_end(path)
@@ -120,14 +141,7 @@ def read_image_array(path: str, *, channels: int = 1, slice_index: int | None = 
     one-channel and ``slice_index`` picks a slice along the last axis of a 3D volume.
     """
     if image_format(path) == "png":
-        from PIL import Image
-
-        mode = {1: "L", 3: "RGB"}.get(channels)
-        if mode is None:
-            raise ValueError(f"channels must be 1 or 3 for PNG/JPEG images, got {channels}.")
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert(mode), dtype=np.float32)
-        return arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+        return np.ascontiguousarray(load_image(path, channels=channels), dtype=np.float32)
     if channels != 1:
         raise ValueError(f"NIfTI/DICOM images are read as one channel but the prior takes {channels} channels.")
     vol = _CACHE.get(path)

@@ -7,15 +7,25 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from monai.transforms import MapTransform
+from monai.transforms import MapTransform, ScaleIntensityRange
 
 from monai_dmilo.seeds import seed_from_name
 
 from .files import image_format, read_image_array
 
-__all__ = ["LoadImageForPriord", "LoadMeasurementd"]
+__all__ = ["LoadImageForPriord", "LoadMeasurementd", "to_prior_range", "from_prior_range"]
 
 logger = logging.getLogger(__name__)
+
+
+def to_prior_range(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """Stored intensities ``[lo, hi]`` -> the prior's [-1, 1] (MONAI's ``ScaleIntensityRange``)."""
+    return ScaleIntensityRange(a_min=lo, a_max=hi, b_min=-1.0, b_max=1.0)(x)
+
+
+def from_prior_range(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """The inverse of :func:`to_prior_range`, clipped to ``[lo, hi]``."""
+    return ScaleIntensityRange(a_min=-1.0, a_max=1.0, b_min=lo, b_max=hi, clip=True)(x)
 
 
 class LoadImageForPriord(MapTransform):
@@ -70,7 +80,7 @@ class LoadImageForPriord(MapTransform):
             else:
                 lo, hi = float(arr.min()), float(arr.max())
             scale = hi - lo if hi > lo else 1.0
-            d[key] = torch.from_numpy((arr - lo) / scale * 2.0 - 1.0)
+            d[key] = to_prior_range(torch.from_numpy(arr), lo, lo + scale)
             d["image_path"] = path
             d["format"] = fmt
             d["intensity_min"] = lo
@@ -97,7 +107,7 @@ def _read_array(path: str, *, as_image: bool, unit_range: tuple[float, float]) -
         if not as_image:
             return torch.from_numpy(arr)
     a, b = unit_range
-    return torch.from_numpy((arr - lo) / max(hi - lo, 1e-12) * (b - a) + a)
+    return ScaleIntensityRange(a_min=lo, a_max=max(hi, lo + 1e-12), b_min=a, b_max=b)(torch.from_numpy(arr))
 
 
 class LoadMeasurementd(MapTransform):

@@ -11,8 +11,8 @@ import torch
 from ignite.engine import Events
 
 from monai_dmilo.data import image_format, read_dicom
+from monai_dmilo.data.transforms import from_prior_range
 from monai_dmilo.distributed import barrier, rank_and_world_size
-from monai_dmilo.operators.views import to_unit
 from monai_dmilo.run_files import atomic_path, save_run_file
 
 from .per_image import PerImageHandler, batch_value
@@ -26,16 +26,16 @@ __all__ = ["ReconstructionSaver", "MeasurementSaver"]
 
 def _to_original_range(x: torch.Tensor, lo: float, hi: float) -> np.ndarray:
     """``(1, C, H, W)`` in [-1, 1] -> ``(C, H, W)`` float32 in ``[lo, hi]``."""
-    return (to_unit(x)[0] * (hi - lo) + lo).cpu().numpy().astype(np.float32)
+    return np.asarray(from_prior_range(x.detach().float()[0].cpu(), lo, hi), dtype=np.float32)
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
-    """Save ``(C, H, W)`` (C = 1 or 3) values in [0, 255] as an 8-bit PNG."""
-    from PIL import Image
+    """Save ``(C, H, W)`` (C = 1 or 3) values in [0, 255] as an 8-bit PNG (MONAI's ``PILWriter``)."""
+    from monai.data import PILWriter
 
-    img = np.clip(np.rint(array), 0, 255).astype(np.uint8)
-    img = img[0] if img.shape[0] == 1 else np.moveaxis(img, 0, -1)
-    Image.fromarray(img).save(path)
+    writer = PILWriter(output_dtype=np.uint8, scale=None)
+    writer.set_data_array(np.clip(np.rint(array), 0, 255).astype(np.uint8), channel_dim=0)
+    writer.write(path, verbose=False, reverse_indexing=False)
 
 
 def _write_nifti(data: np.ndarray, source: str, path: Path) -> None:
