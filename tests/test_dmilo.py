@@ -184,9 +184,14 @@ def test_blind_deblurring_estimates_a_valid_kernel(solver_cls, extra):
     final = per_sample_mean_square(build_operator("blur", kernel=k)(out.x) - y)
     assert (final < 0.5 * initial).all(), (final, initial)
     torch.testing.assert_close(out.history["data_fit"][-1], final)
-    # same seed -> same kernel logits -> same answer (batch of one)
-    single = solver.solve(y[1:], None, generator, seed=12)
-    torch.testing.assert_close(single.kernel[0], k[1], atol=1e-5, rtol=0)
+    # same seed -> same kernel logits -> same answer (batch of one); in float64, where the batched and
+    # single convolutions agree to rounding (float32 differs by ~1e-5 after 120 steps on one thread)
+    generator64 = toy_generator().double()
+    y64 = build_operator("blur", kernel=true_kernel.double())(in_range_image(generator64, 2, dtype=torch.float64))
+    batch = solver.solve(y64, None, generator64, seed=[11, 12])
+    single = solver.solve(y64[1:], None, generator64, seed=12)
+    torch.testing.assert_close(single.kernel[0], batch.kernel[1], atol=1e-9, rtol=0)
+    torch.testing.assert_close(single.x[0], batch.x[1], atol=1e-9, rtol=0)
 
 
 def test_blind_custom_operator_factory():

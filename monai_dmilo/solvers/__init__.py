@@ -15,7 +15,8 @@ from typing import Any, Callable
 from .adjoint import Adjoint
 from .daps import DAPS
 from .ddrm import DDRM
-from .base import Solver, SolverOutput, per_sample_mean_square, per_sample_sum_square
+from .base import Solver, SolverOutput
+from .numerics import per_sample_mean_square, per_sample_sum_square
 from .dmilo import DMILO
 from .dmilo_pgd import DMILOPGD, FIDELITY_STEPS
 from .dmplug import DMPlug

@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from .base import RunState, Solver, per_sample_mean_square
+from .base import RunState, Solver
+from .numerics import per_sample_mean_square
 
 __all__ = ["Adjoint"]
 
@@ -20,14 +21,7 @@ class Adjoint(Solver):
     """``clip(A^+ y)`` (see module docstring); ``selection``, ``progress``, ``callback`` as :class:`~.base.Solver`."""
 
     name = "adjoint"
-
-    def _check_operator(self, operator: Any) -> None:
-        super()._check_operator(operator)
-        if not callable(getattr(operator, "pseudo_inverse", None)):
-            raise TypeError(
-                f"adjoint needs an operator with a pseudo-inverse, i.e. a linear operator with an adjoint; "
-                f"{type(operator).__name__} has none."
-            )
+    requires = "pseudo_inverse"
 
     def _progress_total(self) -> int | None:
         return 1

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -28,18 +27,15 @@ from torch import nn
 from ..operators.base import real_dtype_of, skip_nan_checks
 from ..seeds import per_sample_seeds
 from ..validation import as_bool
+from .numerics import to_device_without_wait
 from .selection import SelectionRule, build_selection
 
 __all__ = [
     "SolverOutput",
     "Solver",
     "RunState",
-    "per_sample_mean_square",
-    "per_sample_sum_square",
     "initial_noise",
     "frozen",
-    "draw_noise",
-    "ddim_sigma",
 ]
 
 logger = logging.getLogger(__name__)
@@ -80,48 +76,6 @@ class SolverOutput:
     stopped_at: torch.Tensor | None = None
     seeds: list[int] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
-
-
-def _real_view(r: torch.Tensor) -> torch.Tensor:
-    return torch.view_as_real(r) if r.is_complex() else r
-
-
-def per_sample_mean_square(r: torch.Tensor) -> torch.Tensor:
-    """``mean(r^2)`` over each sample's elements: ``(B, ...) -> (B,)``; complex ``r`` via real/imag."""
-    return _real_view(r).square().flatten(1).mean(1)
-
-
-def per_sample_sum_square(r: torch.Tensor) -> torch.Tensor:
-    """``||r||^2`` of each sample: ``(B, ...) -> (B,)``; complex ``r`` via real/imag."""
-    return _real_view(r).square().flatten(1).sum(1)
-
-
-def per_sample_norm(r: torch.Tensor) -> torch.Tensor:
-    """``||r||_2`` of each sample: ``(B, ...) -> (B,)`` (its gradient at ``r = 0`` is 0)."""
-    return torch.linalg.vector_norm(_real_view(r).flatten(1), dim=1)
-
-
-def to_device_without_wait(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """``t`` (a CPU tensor) on ``device`` in ``dtype``; to CUDA through pinned memory, without blocking.
-
-    A copy from pageable memory makes the host wait for the GPU (a sync); from pinned memory with
-    ``non_blocking`` it is queued behind the GPU's work instead.
-    """
-    if device.type == "cuda":
-        t = t.pin_memory()
-    return t.to(device=device, dtype=dtype, non_blocking=True)
-
-
-def draw_noise(rngs: Sequence[torch.Generator], shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
-    """Fresh noise ``(B, *shape)``: sample ``b``'s from its own CPU stream ``rngs[b]`` (so batched and
-    single solves agree), moved to ``like``'s device and dtype without making the host wait."""
-    noise = torch.stack([torch.randn(tuple(shape), generator=g, dtype=torch.float32) for g in rngs])
-    return to_device_without_wait(noise, like.device, like.dtype)
-
-
-def ddim_sigma(eta: float, a_t: float, a_prev: float) -> float:
-    """The DDIM noise scale of a step ``abar_t -> abar_prev`` with stochasticity ``eta``."""
-    return eta * math.sqrt((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev))
 
 
 def initial_noise(
@@ -256,6 +210,14 @@ class RunState:
             self._bar.close()
 
 
+#: what each operator capability is, for the refusal message of a solver that needs it
+CAPABILITIES = {
+    "svd": "a singular value decomposition",
+    "proximal": "a proximal (data-consistency) step",
+    "pseudo_inverse": "a pseudo-inverse",
+}
+
+
 class Solver:
     """Base class: ``solve(y, operator, generator, *, seed=None, z_init=None) -> SolverOutput``.
 
@@ -305,9 +267,17 @@ class Solver:
     ) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    #: the operator method this solver needs beyond ``A(x)`` (``"svd"``, ``"proximal"``, ``"pseudo_inverse"``)
+    requires: str | None = None
+
     def _check_operator(self, operator: Any) -> None:
         if not callable(operator):
             raise TypeError(f"operator must be callable (x -> A(x)), got {type(operator).__name__}.")
+        if self.requires and not callable(getattr(operator, self.requires, None)):
+            raise TypeError(
+                f"{self.name} needs an operator with {CAPABILITIES[self.requires]}, i.e. a linear operator with an "
+                f"adjoint; {type(operator).__name__} has none. Use dps, dmilo or dmilo_pgd for it."
+            )
 
     # -- the shared driver --------------------------------------------------------------------
     def solve(

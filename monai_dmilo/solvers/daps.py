@@ -29,7 +29,8 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver, draw_noise, per_sample_mean_square, per_sample_sum_square
+from .base import RunState, Solver
+from .numerics import draw_noise, per_sample_mean_square, per_sample_sum_square
 from ..validation import check_positive
 
 __all__ = ["DAPS"]

@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from .base import RunState, Solver, draw_noise, per_sample_mean_square
+from .base import RunState, Solver
+from .numerics import draw_noise, per_sample_mean_square
 from ..validation import check_positive
 
 __all__ = ["DDRM"]
@@ -44,6 +45,7 @@ class DDRM(Solver):
     """
 
     name = "ddrm"
+    requires = "svd"
 
     def __init__(
         self,
@@ -68,14 +70,6 @@ class DDRM(Solver):
 
     def _progress_total(self) -> int | None:
         return self.num_steps // self.report_every
-
-    def _check_operator(self, operator: Any) -> None:
-        super()._check_operator(operator)
-        if not callable(getattr(operator, "svd", None)):
-            raise TypeError(
-                f"ddrm needs an operator with a singular value decomposition, i.e. a linear operator with an "
-                f"adjoint; {type(operator).__name__} has none. Use dps, dmilo or dmilo_pgd for it."
-            )
 
     def _run(self, state: RunState, y: torch.Tensor, operator: Any, generator: Any, z0: torch.Tensor,
              rngs: list[torch.Generator]) -> None:

@@ -26,7 +26,8 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver, draw_noise, per_sample_mean_square
+from .base import RunState, Solver
+from .numerics import draw_noise, per_sample_mean_square
 from ..validation import check_positive
 
 __all__ = ["DiffPIR"]
@@ -45,6 +46,7 @@ class DiffPIR(Solver):
     """
 
     name = "diffpir"
+    requires = "proximal"
 
     def __init__(
         self,
@@ -69,14 +71,6 @@ class DiffPIR(Solver):
 
     def _progress_total(self) -> int | None:
         return self.num_steps // self.report_every
-
-    def _check_operator(self, operator: Any) -> None:
-        super()._check_operator(operator)
-        if not callable(getattr(operator, "proximal", None)):
-            raise TypeError(
-                f"diffpir needs an operator with a proximal (data-consistency) step, i.e. a linear operator "
-                f"with an adjoint; {type(operator).__name__} has none. Use dps, dmilo or dmilo_pgd for it."
-            )
 
     def _run(
         self,

@@ -23,7 +23,8 @@ from typing import Any, Callable, Mapping
 import torch
 
 from ..validation import check_positive
-from .base import RunState, Solver, draw_noise, per_sample_mean_square
+from .base import RunState, Solver
+from .numerics import draw_noise, per_sample_mean_square
 from .selection import discrepancy_level
 
 __all__ = ["DMILO", "DMILOProblem", "default_blur_factory"]

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import torch
 
-from .base import per_sample_norm, per_sample_sum_square
+from .numerics import per_sample_norm, per_sample_sum_square
 from ..validation import check_positive
 from .dmilo import DMILO, DMILOProblem
 

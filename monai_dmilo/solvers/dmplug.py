@@ -17,7 +17,8 @@ from typing import Any, Callable
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .base import RunState, Solver, per_sample_mean_square
+from .base import RunState, Solver
+from .numerics import per_sample_mean_square
 from ..validation import check_positive
 
 __all__ = ["DMPlug"]

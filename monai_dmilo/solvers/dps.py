@@ -23,7 +23,8 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver, ddim_sigma, draw_noise, per_sample_mean_square, per_sample_norm
+from .base import RunState, Solver
+from .numerics import ddim_sigma, draw_noise, per_sample_mean_square, per_sample_norm
 from ..validation import check_positive
 
 __all__ = ["DPS"]

@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from .base import RunState, Solver, ddim_sigma, draw_noise, per_sample_mean_square
+from .base import RunState, Solver
+from .numerics import ddim_sigma, draw_noise, per_sample_mean_square
 from ..validation import check_positive
 
 __all__ = ["PiGDM"]
@@ -42,6 +43,7 @@ class PiGDM(Solver):
     """
 
     name = "pigdm"
+    requires = "pseudo_inverse"
 
     def __init__(
         self,
@@ -62,14 +64,6 @@ class PiGDM(Solver):
 
     def _progress_total(self) -> int | None:
         return self.num_steps // self.report_every
-
-    def _check_operator(self, operator: Any) -> None:
-        super()._check_operator(operator)
-        if not callable(getattr(operator, "pseudo_inverse", None)):
-            raise TypeError(
-                f"pigdm needs an operator with a pseudo-inverse, i.e. a linear operator with an adjoint; "
-                f"{type(operator).__name__} has none. Use dps, dmilo or dmilo_pgd for it."
-            )
 
     def _run(
         self,

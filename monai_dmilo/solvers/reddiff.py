@@ -24,7 +24,8 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver, draw_noise, per_sample_mean_square
+from .base import RunState, Solver
+from .numerics import draw_noise, per_sample_mean_square
 from ..validation import check_positive
 
 __all__ = ["REDDiff"]

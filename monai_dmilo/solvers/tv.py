@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver, per_sample_mean_square, per_sample_sum_square
+from .base import RunState, Solver
+from .numerics import per_sample_mean_square, per_sample_sum_square
 from ..validation import check_positive
 
 __all__ = ["TV", "total_variation"]
