@@ -10,7 +10,7 @@ import torch
 
 from monai_dmilo.generator import StepwiseDDIM
 from monai_dmilo.networks import ADM_PRESETS, ADMUNet, timestep_embedding
-from monai_dmilo.networks.adm_unet import _AttentionBlock
+from monai_dmilo.networks.adm_blocks import AttentionBlock
 
 # The parameter manifests of the released checkpoints (name<TAB>shape per line, shapes as AxB).
 # They live in the design folder next to the repository; their sha256 is pinned here so the test
@@ -96,7 +96,7 @@ def test_timestep_embedding_is_cos_then_sin():
     assert timestep_embedding(t, 7).shape == (3, 7)
 
 
-def explicit_attention(block: _AttentionBlock, x: torch.Tensor, heads: int, legacy: bool) -> torch.Tensor:
+def explicit_attention(block: AttentionBlock, x: torch.Tensor, heads: int, legacy: bool) -> torch.Tensor:
     """Softmax attention written out with einsum, reading the fused qkv channels per layout."""
     b, c, h, w = x.shape
     flat = x.reshape(b, c, h * w)
@@ -114,7 +114,7 @@ def explicit_attention(block: _AttentionBlock, x: torch.Tensor, heads: int, lega
 @pytest.mark.parametrize("legacy", [True, False])
 def test_attention_equals_explicit_formula(legacy):
     torch.manual_seed(1)
-    block = _AttentionBlock(32, num_heads=2, num_groups=8, new_attention_order=not legacy).double()
+    block = AttentionBlock(32, num_heads=2, num_groups=8, new_attention_order=not legacy).double()
     with torch.no_grad():
         for p in block.parameters():
             p.copy_(torch.randn_like(p) * 0.2)
