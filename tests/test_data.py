@@ -133,6 +133,29 @@ def test_load_rgb_png_as_grayscale_or_rgb(tmp_path):
     assert LoadImageForPriord("image", channels=3)(item)["image"].shape == (3, 16, 16)
 
 
+def test_monai_readers_keep_rows_channels_and_name_unreadable_files(tmp_path):
+    """MONAI's PILReader without its axis swap: row 0 is the image's top row, RGB planes in order; a PNG
+    written back by the saver (MONAI's PILWriter) has the same pixels."""
+    from monai_dmilo.data.files import load_image
+    from monai_dmilo.handlers.savers import _save_png
+
+    rng = np.random.default_rng(3)
+    gray = rng.integers(0, 256, (12, 7), dtype=np.uint8)
+    rgb = rng.integers(0, 256, (12, 7, 3), dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    np.testing.assert_array_equal(load_image(str(tmp_path / "g.png")).numpy(), gray[None])
+    np.testing.assert_array_equal(load_image(str(tmp_path / "c.png"), channels=3).numpy(), np.moveaxis(rgb, -1, 0))
+    for name, arr in (("g", gray[None]), ("c", np.moveaxis(rgb, -1, 0))):
+        _save_png(arr.astype(np.float32), tmp_path / f"{name}_out.png")
+        np.testing.assert_array_equal(load_image(str(tmp_path / f"{name}_out.png"), channels=arr.shape[0]).numpy(), arr)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="broken.png could not be read as PNG"):
+        load_image(str(tmp_path / "broken.png"))
+    with pytest.raises(ValueError, match="channels must be 1 or 3"):
+        load_image(str(tmp_path / "g.png"), channels=2)
+
+
 def test_load_nifti_slice_min_max(tmp_path):
     data, _ = _nifti(tmp_path / "v.nii.gz", (16, 16, 3))
     items = expand_volumes(list_images(tmp_path))
