@@ -435,10 +435,10 @@ def test_readme_python_snippet_runs_from_any_directory(tmp_path, monkeypatch):
     section = text[text.index("## In Python"):]
     code = section[section.index("```python") + len("```python"):]
     code = code[: code.index("```")]
-    assert "num_inner=20" in code
+    assert "num_inner=100" in code
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(code.replace("num_inner=20", "num_outer=1, num_inner=2"), "README", "exec"), namespace)
+    exec(compile(code.replace("num_inner=100", "num_outer=1, num_inner=2"), "README", "exec"), namespace)
     out = namespace["out"]
     assert out.x.shape == (1, 1, 32, 32) and out.nfe > 0
 
