@@ -19,8 +19,12 @@ The rule, the same for every solver: each solver's preset for the task family (i
 over its main strength knob (:data:`GRIDS`); the setting with the highest mean validation PSNR is
 frozen and run once on the test split. DMPlug's iteration count is its plateau: one validation
 run records PSNR every 50 iterations and the smallest count within 0.1 dB of the best is kept.
-DMILO and DMILO-PGD run at the budget validated for the 32 x 32 priors (5 outer x 20 inner,
-N = 3: 318 NFE), the grid over their step size. Three GT-free rows use the discrepancy principle
+A winning edge grows the grid: while the best setting is at
+the grid's largest (smallest) value, one more point at the same ratio is run, at most two per side
+(every knob but DDRM's bounded eta). DMILO and DMILO-PGD start at 5 outer x 20 inner iterations,
+N = 3 (318 NFE), with the grid over their step size; the best step is then also run at the
+library's default 100 inner iterations (1,518 NFE), and whichever budget validates better is
+frozen. Three GT-free rows use the discrepancy principle
 (tau = 1, the task's sigma) with the frozen settings: DMILO-PGD choosing its outer iterate, DMPlug
 stopping early, and DMILO ending its last layer's inner loop per sample.
 Final iterates otherwise; nothing is picked per image with the ground truth.
@@ -76,10 +80,15 @@ GRIDS: dict[str, tuple[str | None, tuple[float, ...]]] = {
     "dmilo_pgd": ("lr_x", (0.5, 1.0, 2.0)),
     "dmplug": ("num_iters", ()),
 }
+#: solvers whose grid grows past a winning edge (DDRM's eta is bounded by 1)
+EXTENDABLE = {"tv", "diffpir", "pigdm", "reddiff", "daps", "dps", "dmilo", "dmilo_pgd"}
+EDGE_STEPS = 2
 #: the order of the runs: cheap solvers first, so that an interrupted benchmark has the most rows
 SOLVERS = ["adjoint", "tv", "ddrm", "diffpir", "pigdm", "dmilo", "dmilo_pgd", "reddiff", "daps", "dmplug", "dps"]
-#: DMILO / DMILO-PGD budget for the 32 x 32 priors (benchmarks/validation_sweep.py: M = 20 beat 200)
+#: DMILO / DMILO-PGD: the grid's budget (benchmarks/validation_sweep.py: M = 20 ties 100 on Fashion
+#: inpainting), then the library default's inner iterations at the best step (they win on brain MRI)
 DMILO_BUDGET = {"num_outer": 5, "num_inner": 20}
+DMILO_LONG_INNER = 100
 DMPLUG_BASE = {"num_iters": 1000, "lr": 1e-2, "checkpointing": False}
 DMPLUG_EVERY = 50
 PLATEAU_DB = 0.1
@@ -206,6 +215,16 @@ def run_once(solver: str, params: dict, problem: dict, *, trace_every: int | Non
     return result
 
 
+def mean_psnr(result: dict) -> float:
+    """Mean PSNR of a run; a run that diverged (NaN) ranks below every other."""
+    return float(np.nan_to_num(np.mean(result["psnr"]), nan=-np.inf))
+
+
+def best_of(results: list[tuple[dict, dict]]) -> dict:
+    """The setting of the run with the highest mean PSNR."""
+    return max(results, key=lambda pr: mean_psnr(pr[1]))[0]
+
+
 def plateau(trace: dict[str, list[float]]) -> int:
     """The smallest recorded iteration whose mean PSNR is within PLATEAU_DB of the best."""
     means = {int(k): float(np.mean(v)) for k, v in trace.items()}
@@ -264,7 +283,26 @@ class TaskBench:
                                               report_every=DMPLUG_EVERY))]
         points = grid(solver, base)
         points.sort(key=lambda p: p != base)
-        return [(p, self.cached_or_run("validation", solver, p, run=run)) for p in points]
+        results = [(p, self.cached_or_run("validation", solver, p, run=run)) for p in points]
+        if solver in EXTENDABLE:
+            results = self._grow_at_winning_edges(solver, base, results, run)
+        if solver in ("dmilo", "dmilo_pgd") and all(r is not None for _, r in results):
+            longer = {**best_of(results), "num_inner": DMILO_LONG_INNER}
+            results.append((longer, self.cached_or_run("validation", solver, longer, run=run)))
+        return results
+
+    def _grow_at_winning_edges(self, solver: str, base: dict, results: list, run: bool) -> list:
+        knob, factors = GRIDS[solver]
+        for edge_of, ratio in ((max, factors[-1] / factors[-2]), (min, factors[0] / factors[1])):
+            for _ in range(EDGE_STEPS):
+                if any(r is None for _, r in results):
+                    return results
+                edge = edge_of(p[knob] for p, _ in results)
+                if best_of(results)[knob] != edge:
+                    break
+                point = {**base, knob: float(f"{edge * ratio:.6g}")}
+                results.append((point, self.cached_or_run("validation", solver, point, run=run)))
+        return results
 
     def chosen(self, solver: str, run: bool) -> dict | None:
         """The frozen setting for the test split (None while validation is unfinished)."""
@@ -274,8 +312,7 @@ class TaskBench:
         if solver == "dmplug":
             params, result = results[0]
             return {**params, "num_iters": plateau(result["trace"])}
-        # a setting that diverged (NaN PSNR) ranks last
-        return max(results, key=lambda pr: np.nan_to_num(np.mean(pr[1]["psnr"]), nan=-np.inf))[0]
+        return best_of(results)
 
     def test_rows(self, run: bool, solvers: list[str] = SOLVERS) -> dict[str, dict]:
         """Label -> test result with its setting, for every solver (of ``solvers``) whose validation is done;
@@ -300,7 +337,10 @@ def _settings(solver: str, params: dict, base: dict) -> str:
     knob = GRIDS[solver.split(" ")[0]][0]
     if knob is None:
         return "-"
-    return f"{knob} {params[knob]:g}" + (" (preset)" if params[knob] == base.get(knob) else "")
+    text = f"{knob} {params[knob]:g}" + (" (preset)" if params[knob] == base.get(knob) else "")
+    if "num_inner" in params and params["num_inner"] != base.get("num_inner"):
+        text += f", num_inner {params['num_inner']}"
+    return text
 
 
 def task_section(bench: TaskBench) -> tuple[str, dict[str, dict]]:

@@ -27,6 +27,18 @@ def test_lr_factor_warmup_then_decay_to_zero():
         lr_factor(0, schedule="step", warmup=0, total=10)
 
 
+def test_lr_factor_late_decay_start_is_a_cool_down():
+    kwargs = {"warmup": 10, "total": 100, "decay_start": 60}
+    assert lr_factor(5, schedule="linear", **kwargs) == pytest.approx(0.6)        # still warming up
+    assert lr_factor(59, schedule="linear", **kwargs) == 1.0                      # constant until 60
+    assert lr_factor(60, schedule="linear", **kwargs) == 1.0
+    assert lr_factor(80, schedule="linear", **kwargs) == pytest.approx(0.5)       # half-way 60 -> 100
+    assert lr_factor(80, schedule="cosine", **kwargs) == pytest.approx(0.5)
+    assert lr_factor(99, schedule="linear", **kwargs) == pytest.approx(1 / 40)
+    # a start inside the warm-up decays from its end, as without decay_start
+    assert lr_factor(55, schedule="linear", warmup=10, total=100, decay_start=3) == pytest.approx(0.5)
+
+
 def test_min_snr_weight_at_known_timesteps():
     scheduler = build_ddpm_scheduler()
     abar = scheduler.alphas_cumprod
@@ -86,6 +98,17 @@ def test_trainer_cosine_schedule_reaches_zero_and_is_logged(tmp_path):
     assert logged[-2] == pytest.approx(lr * 0.5 * (1 + math.cos(math.pi * 7 / 8)), rel=1e-3)
 
 
+def test_trainer_resumed_constant_run_ends_with_a_linear_cool_down(tmp_path):
+    lr = 1e-3
+    first, _ = _train(tmp_path / "a", max_epochs=2, lr=lr, lr_warmup=1)            # 4 iterations, constant
+    checkpoint = tmp_path / "a" / "checkpoint" / "checkpoint_final.pt"
+    _, rows = _train(tmp_path / "b", max_epochs=5, lr=lr, lr_warmup=1, lr_schedule="linear",
+                     lr_decay_start=4, resume_from=checkpoint)                       # iterations 5..10
+    assert [int(r["iteration"]) for r in rows] == list(range(5, 11))
+    # after iteration i the lr is the one iteration i + 1 uses: 1 - (i - 4) / 6 of the base
+    assert [float(r["lr"]) for r in rows] == pytest.approx([lr * (1 - (i - 4) / 6) for i in range(5, 11)], rel=1e-3, abs=1e-12)
+
+
 def test_trainer_constant_default_keeps_lr(tmp_path):
     _, rows = _train(tmp_path, max_epochs=2, lr=5e-4)
     assert {float(r["lr"]) for r in rows} == {5e-4}
@@ -104,6 +127,10 @@ def test_trainer_refuses_bad_recipe_keys(tmp_path):
         _train(tmp_path, max_epochs=1, lr_schedule="step")
     with pytest.raises(ValueError, match="lr_warmup"):
         _train(tmp_path, max_epochs=1, lr_warmup=-1)
+    with pytest.raises(ValueError, match="lr_decay_start"):
+        _train(tmp_path, max_epochs=1, lr_schedule="linear", lr_decay_start=2)    # 2 iterations in all
+    with pytest.raises(ValueError, match="lr_decay_start needs"):
+        _train(tmp_path, max_epochs=2, lr_decay_start=1)
 
 
 def test_trainer_keeps_snapshots_of_every_export(tmp_path):

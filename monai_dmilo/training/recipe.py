@@ -2,10 +2,11 @@
 
 Both are off by default (constant learning rate, plain epsilon MSE), which is the recipe the
 first shipped priors were trained with. ``bundle/configs/train.yaml`` exposes them as
-``lr_schedule``, ``lr_warmup``, ``min_snr_gamma`` and ``parameterization``.
+``lr_schedule``, ``lr_warmup``, ``lr_decay_start``, ``min_snr_gamma`` and ``parameterization``.
 
 * :func:`lr_factor`: the multiplier of the base learning rate at an iteration (linear warm-up,
-  then constant, cosine or linear decay to 0 at the last iteration).
+  then constant, cosine or linear decay to 0 at the last iteration; the decay may start late,
+  ``decay_start``, so that a run trained at a constant rate ends with a cool-down).
 * :func:`min_snr_weight`: Min-SNR-gamma weights for epsilon prediction (Hang et al., ICCV 2023):
   ``w(t) = min(SNR(t), gamma) / SNR(t)`` with ``SNR(t) = abar_t / (1 - abar_t)``.
 * :func:`loss_weight`: Min-SNR, or the weight that turns the eps-MSE into a v-prediction
@@ -30,20 +31,22 @@ __all__ = ["LR_SCHEDULES", "lr_factor", "min_snr_weight", "loss_weight", "Weight
 LR_SCHEDULES = ("constant", "cosine", "linear")
 
 
-def lr_factor(iteration: int, *, schedule: str, warmup: int, total: int) -> float:
+def lr_factor(iteration: int, *, schedule: str, warmup: int, total: int, decay_start: int | None = None) -> float:
     """Multiplier of the base learning rate for 0-based ``iteration`` of ``total``.
 
-    Warm-up: ``(iteration + 1) / warmup`` for the first ``warmup`` iterations. After it, with
-    ``p = (iteration - warmup) / (total - warmup)`` in [0, 1): ``constant`` 1, ``cosine``
+    Warm-up: ``(iteration + 1) / warmup`` for the first ``warmup`` iterations. Then the rate stays
+    at the base until ``start = max(warmup, decay_start or 0)``; after it, with
+    ``p = (iteration - start) / (total - start)`` in [0, 1): ``constant`` 1, ``cosine``
     ``(1 + cos(pi p)) / 2``, ``linear`` ``1 - p``.
     """
     if schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {schedule!r}.")
     if iteration < warmup:
         return (iteration + 1) / warmup
-    if schedule == "constant":
+    start = max(warmup, decay_start or 0)
+    if schedule == "constant" or iteration < start:
         return 1.0
-    progress = min(1.0, (iteration - warmup) / max(1, total - warmup))
+    progress = min(1.0, (iteration - start) / max(1, total - start))
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     return 1.0 - progress

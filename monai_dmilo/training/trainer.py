@@ -37,6 +37,7 @@ def create_prior_trainer(
     ema_decay: float | None = 0.999,
     lr_schedule: str = "constant",
     lr_warmup: int = 0,
+    lr_decay_start: int | None = None,
     min_snr_gamma: float | None = None,
     parameterization: str = "eps",
     keep_snapshots: bool = False,
@@ -78,6 +79,8 @@ def create_prior_trainer(
         lr_schedule, lr_warmup: ``"constant"``, ``"cosine"`` or ``"linear"`` decay to 0 at the last
             iteration after ``lr_warmup`` linear warm-up iterations
             (:func:`monai_dmilo.training.recipe.lr_factor`); the total is ``max_epochs`` epochs.
+        lr_decay_start: iteration at which the decay begins (None: right after the warm-up); the
+            rate is constant before it, e.g. to end a resumed constant-rate run with a cool-down.
         min_snr_gamma: Min-SNR-gamma loss weighting (None: the parameterization's plain MSE); see
             :mod:`monai_dmilo.training.recipe`.
         parameterization: ``"eps"`` (``network`` predicts eps) or ``"v"``: ``network`` predicts v
@@ -121,6 +124,16 @@ def create_prior_trainer(
         raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {lr_schedule!r}.")
     if not isinstance(lr_warmup, int) or lr_warmup < 0:
         raise ValueError(f"lr_warmup must be a non-negative integer, got {lr_warmup!r}.")
+    total_iterations = max_epochs * (epoch_length if epoch_length is not None else len(train_data_loader))
+    if lr_decay_start is not None and (
+        not isinstance(lr_decay_start, int) or not 0 <= lr_decay_start < total_iterations
+    ):
+        raise ValueError(
+            f"lr_decay_start must be None or an integer iteration in [0, {total_iterations}) "
+            f"(max_epochs x epoch_length), got {lr_decay_start!r}."
+        )
+    if lr_decay_start is not None and lr_schedule == "constant":
+        raise ValueError("lr_decay_start needs lr_schedule cosine or linear; with constant there is no decay.")
     if parameterization not in PARAMETERIZATIONS:
         raise ValueError(f"parameterization must be one of {sorted(PARAMETERIZATIONS)}, got {parameterization!r}.")
 
@@ -161,9 +174,9 @@ def create_prior_trainer(
     if lr_schedule != "constant" or lr_warmup > 0:
         from monai.handlers import LrScheduleHandler
 
-        total = max_epochs * (epoch_length if epoch_length is not None else len(train_data_loader))
         lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, partial(lr_factor, schedule=lr_schedule, warmup=lr_warmup, total=total)
+            optimizer, partial(lr_factor, schedule=lr_schedule, warmup=lr_warmup, total=total_iterations,
+                               decay_start=lr_decay_start)
         )
         LrScheduleHandler(lr_scheduler, print_lr=False, epoch_level=False).attach(trainer)
         save_dict["lr_scheduler"] = lr_scheduler

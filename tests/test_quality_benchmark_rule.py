@@ -1,0 +1,55 @@
+"""The quality benchmark's selection rule (validation grid, winning edges grow, DMILO's budget stage)."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import quality  # noqa: E402
+
+
+class FakeBench(quality.TaskBench):
+    """A task bench whose runs are a known function of the setting (no solver, no images)."""
+
+    def __init__(self, score, base: dict) -> None:
+        self.score, self._base, self.runs = score, base, []
+
+    def base(self, solver: str) -> dict:
+        return dict(self._base)
+
+    def cached_or_run(self, split, solver, params, *, rule="final", run=True, **kwargs):
+        self.runs.append(dict(params))
+        return {"psnr": [self.score(params)]}
+
+
+def test_grid_grows_past_a_winning_edge_at_most_two_points():
+    # peak at lr_z = 0.16, far above the grid 0.01, 0.02, 0.04: two more points (0.08, 0.16), no more
+    bench = FakeBench(lambda p: -abs(math.log(p["lr_z"] / 0.16)) + 0.01 * p.get("num_inner", 0),
+                      {"lr_z": 0.02, "num_inner": 20, "num_outer": 5})
+    chosen = bench.chosen("dmilo", run=True)
+    tried = [(p["lr_z"], p["num_inner"]) for p in bench.runs]
+    assert tried == [(0.02, 20), (0.01, 20), (0.04, 20), (0.08, 20), (0.16, 20), (0.16, 100)]
+    assert chosen == {"lr_z": 0.16, "num_inner": 100, "num_outer": 5}
+
+
+def test_interior_best_adds_nothing_and_the_short_budget_can_win():
+    bench = FakeBench(lambda p: -abs(math.log(p["lr_z"] / 0.02)) - 0.01 * p["num_inner"],
+                      {"lr_z": 0.02, "num_inner": 20, "num_outer": 5})
+    assert bench.chosen("dmilo", run=True) == {"lr_z": 0.02, "num_inner": 20, "num_outer": 5}
+    assert [p["lr_z"] for p in bench.runs] == [0.02, 0.01, 0.04, 0.02]     # grid, then M = 100 at the best
+
+
+def test_low_edge_grows_down_and_a_diverged_point_never_wins():
+    # best at the lowest value; the point below diverges (NaN), so growth stops there
+    bench = FakeBench(lambda p: math.nan if p["lam"] < 0.2 else -p["lam"], {"lam": 1.0})
+    assert bench.chosen("reddiff", run=True) == {"lam": 0.3}
+    assert [p["lam"] for p in bench.runs] == [1.0, 0.3, 3.0, pytest.approx(0.09)]
+
+
+def test_bounded_knob_does_not_grow():
+    bench = FakeBench(lambda p: p["eta"], {"eta": 0.85})
+    assert bench.chosen("ddrm", run=True) == {"eta": pytest.approx(0.9775)}
+    assert len(bench.runs) == 3
