@@ -23,8 +23,9 @@ A winning edge grows the grid: while the best setting is at
 the grid's largest (smallest) value, one more point at the same ratio is run, at most two per side
 (every knob but DDRM's bounded eta). DMILO and DMILO-PGD start at 5 outer x 20 inner iterations,
 N = 3 (318 NFE), with the grid over their step size; the best step is then also run at the
-library's default 100 inner iterations (1,518 NFE), and whichever budget validates better is
-frozen. Three GT-free rows use the discrepancy principle
+library's default 100 inner iterations (1,518 NFE); when that validates better, the step is
+re-tuned at 100 inner iterations (the same factors and growth around it), and the best of all
+these is frozen. Three GT-free rows use the discrepancy principle
 (tau = 1, the task's sigma) with the frozen settings: DMILO-PGD choosing its outer iterate, DMPlug
 stopping early, and DMILO ending its last layer's inner loop per sample.
 Final iterates otherwise; nothing is picked per image with the ground truth.
@@ -288,7 +289,13 @@ class TaskBench:
             results = self._grow_at_winning_edges(solver, base, results, run)
         if solver in ("dmilo", "dmilo_pgd") and all(r is not None for _, r in results):
             longer = {**best_of(results), "num_inner": DMILO_LONG_INNER}
-            results.append((longer, self.cached_or_run("validation", solver, longer, run=run)))
+            long_results = [(longer, self.cached_or_run("validation", solver, longer, run=run))]
+            if long_results[0][1] is not None and best_of(results + long_results) is longer:
+                # the longer budget wins: its step is re-tuned around the best (same factors and growth)
+                points = [p for p in grid(solver, longer) if p != longer]
+                long_results += [(p, self.cached_or_run("validation", solver, p, run=run)) for p in points]
+                long_results = self._grow_at_winning_edges(solver, longer, long_results, run)
+            results += long_results
         return results
 
     def _grow_at_winning_edges(self, solver: str, base: dict, results: list, run: bool) -> list:

@@ -25,14 +25,32 @@ class FakeBench(quality.TaskBench):
         return {"psnr": [self.score(params)]}
 
 
+def _dmilo_score(best_short: float, best_long: float, long_gain: float):
+    """PSNR-like score peaking at ``best_short`` (20 inner) or ``best_long`` (100 inner) in lr_z."""
+    def score(p):
+        peak, gain = (best_short, 0.0) if p["num_inner"] == 20 else (best_long, long_gain)
+        return -abs(math.log(p["lr_z"] / peak)) + gain
+    return score
+
+
 def test_grid_grows_past_a_winning_edge_at_most_two_points():
-    # peak at lr_z = 0.16, far above the grid 0.01, 0.02, 0.04: two more points (0.08, 0.16), no more
-    bench = FakeBench(lambda p: -abs(math.log(p["lr_z"] / 0.16)) + 0.01 * p.get("num_inner", 0),
-                      {"lr_z": 0.02, "num_inner": 20, "num_outer": 5})
+    # peak at lr_z = 0.16, far above the grid 0.01, 0.02, 0.04: two more points (0.08, 0.16), no more;
+    # the long budget loses there, so nothing is re-tuned at it
+    bench = FakeBench(_dmilo_score(0.16, 0.16, -0.5), {"lr_z": 0.02, "num_inner": 20, "num_outer": 5})
     chosen = bench.chosen("dmilo", run=True)
     tried = [(p["lr_z"], p["num_inner"]) for p in bench.runs]
     assert tried == [(0.02, 20), (0.01, 20), (0.04, 20), (0.08, 20), (0.16, 20), (0.16, 100)]
-    assert chosen == {"lr_z": 0.16, "num_inner": 100, "num_outer": 5}
+    assert chosen == {"lr_z": 0.16, "num_inner": 20, "num_outer": 5}
+
+
+def test_a_winning_long_budget_has_its_step_re_tuned():
+    # 20 inner iterations peak at 0.04 (grid edge: grows to 0.08, which loses); 100 inner ones at 0.01
+    bench = FakeBench(_dmilo_score(0.04, 0.01, 2.0), {"lr_z": 0.02, "num_inner": 20, "num_outer": 5})
+    chosen = bench.chosen("dmilo", run=True)
+    tried = [(p["lr_z"], p["num_inner"]) for p in bench.runs]
+    assert tried == [(0.02, 20), (0.01, 20), (0.04, 20), (0.08, 20),
+                     (0.04, 100), (0.02, 100), (0.08, 100), (0.01, 100), (0.005, 100)]
+    assert chosen == {"lr_z": 0.01, "num_inner": 100, "num_outer": 5}
 
 
 def test_interior_best_adds_nothing_and_the_short_budget_can_win():
