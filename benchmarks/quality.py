@@ -178,7 +178,7 @@ def grid(solver: str, base: dict) -> list[dict]:
 # runs
 
 class Cache:
-    """Run results of one task, on disk after every run (atomic replace)."""
+    """Run results of one task, on disk after every run (atomic replace, merged with the file's)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -188,6 +188,9 @@ class Cache:
         return self.data.get(key)
 
     def put(self, key: str, value: dict) -> None:
+        # merge with what other processes wrote since (several may run one task, e.g. --solvers dps)
+        if self.path.is_file():
+            self.data = {**json.loads(self.path.read_text()), **self.data}
         self.data[key] = value
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:

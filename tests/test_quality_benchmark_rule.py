@@ -71,3 +71,11 @@ def test_bounded_knob_does_not_grow():
     bench = FakeBench(lambda p: p["eta"], {"eta": 0.85})
     assert bench.chosen("ddrm", run=True) == {"eta": pytest.approx(0.9775)}
     assert len(bench.runs) == 3
+
+
+def test_cache_keeps_what_another_process_wrote(tmp_path):
+    path = tmp_path / "task.json"
+    first, second = quality.Cache(path), quality.Cache(path)     # two processes, both started empty
+    first.put("a", {"psnr": [1.0]})
+    second.put("b", {"psnr": [2.0]})
+    assert set(quality.Cache(path).data) == {"a", "b"}
