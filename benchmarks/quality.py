@@ -285,20 +285,25 @@ class TaskBench:
         if solver == "dmplug":
             return [(base, self.cached_or_run("validation", solver, base, run=run, trace_every=DMPLUG_EVERY,
                                               report_every=DMPLUG_EVERY))]
-        points = grid(solver, base)
-        points.sort(key=lambda p: p != base)
-        results = [(p, self.cached_or_run("validation", solver, p, run=run)) for p in points]
-        if solver in EXTENDABLE:
-            results = self._grow_at_winning_edges(solver, base, results, run)
+        results = self._tuned(solver, base, run)
         if solver in ("dmilo", "dmilo_pgd") and all(r is not None for _, r in results):
             longer = {**best_of(results), "num_inner": DMILO_LONG_INNER}
             long_results = [(longer, self.cached_or_run("validation", solver, longer, run=run))]
             if long_results[0][1] is not None and best_of(results + long_results) is longer:
                 # the longer budget wins: its step is re-tuned around the best (same factors and growth)
-                points = [p for p in grid(solver, longer) if p != longer]
-                long_results += [(p, self.cached_or_run("validation", solver, p, run=run)) for p in points]
-                long_results = self._grow_at_winning_edges(solver, longer, long_results, run)
+                long_results = self._tuned(solver, longer, run, done=long_results)
             results += long_results
+        return results
+
+    def _tuned(self, solver: str, centre: dict, run: bool, done: list = ()) -> list:
+        """Validation runs of the knob's grid around ``centre`` (centre first; ``done`` reused),
+        grown at winning edges."""
+        results = list(done)
+        for p in sorted(grid(solver, centre), key=lambda p: p != centre):
+            if all(p != q for q, _ in results):
+                results.append((p, self.cached_or_run("validation", solver, p, run=run)))
+        if solver in EXTENDABLE:
+            results = self._grow_at_winning_edges(solver, centre, results, run)
         return results
 
     def _grow_at_winning_edges(self, solver: str, base: dict, results: list, run: bool) -> list:

@@ -2,7 +2,8 @@
 
 Compares ``num_inner`` values with the cached M = 20 run of the quality benchmark (the same 16
 held-out ITK slices, masks, noise and seeds; DMILO's MRI preset at the 5-outer budget), paired
-per image. Validation split only: the test split is never touched.
+per image. Validation split only: the test split is never touched. Runs share the quality
+benchmark's cache, so what either has run is not run again.
 
     python benchmarks/validation_mri_num_inner.py 100
 """
@@ -24,7 +25,7 @@ def main(values: list[int]) -> None:
     if reference is None:
         raise SystemExit("the M = 20 validation run is not cached; run python benchmarks/quality.py --tasks mri first.")
     for m in values:
-        result = quality.run_once("dmilo", {**base, "num_inner": m}, bench.problem("validation"))
+        result = bench.cached_or_run("validation", "dmilo", {**base, "num_inner": m})   # shares quality's cache
         diff = np.array(result["psnr"]) - np.array(reference["psnr"])
         print(f"M={m}: {np.mean(result['psnr']):.2f} dB (M=20: {np.mean(reference['psnr']):.2f}); paired "
               f"{diff.mean():+.2f} ± {diff.std(ddof=1) / len(diff) ** 0.5:.2f}, {int((diff > 0).sum())}/{len(diff)} better, "
