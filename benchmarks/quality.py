@@ -36,6 +36,7 @@ solver, settings), written after each run, so an interrupted benchmark redoes no
     python benchmarks/quality.py                                    # everything (hours on CPU)
     python benchmarks/quality.py --tasks inpainting mri             # some tasks
     python benchmarks/quality.py --report_only                      # tables and plots from the cache
+    python benchmarks/quality.py --plan                             # the runs still missing, estimated
 """
 from __future__ import annotations
 
@@ -248,6 +249,8 @@ class TaskBench:
         self.count = count
         self.cache = Cache(OUT_DIR / f"{task_name}.json")
         self._problems: dict[str, dict] = {}
+        #: runs asked for with ``run=False`` and not cached: ``(split, solver, rule, params)``
+        self.pending: list[tuple[str, str, str, dict]] = []
 
     def problem(self, split: str) -> dict:
         if split not in self._problems:
@@ -267,6 +270,8 @@ class TaskBench:
                       **kwargs) -> dict | None:
         key = self.key(split, solver, params, rule)
         result = self.cache.get(key)
+        if result is None and not run:
+            self.pending.append((split, solver, rule, params))
         if result is None and run:
             label = f"{self.name} {split} {solver} {rule} {params}"
             print(f"[{time.strftime('%H:%M:%S')}] {label} ...", flush=True)
@@ -499,6 +504,33 @@ def write_report(benches: list[TaskBench], command: str) -> None:
     print(f"wrote {REPORT}")
 
 
+def seconds_estimate(caches: list[Cache], solver: str, params: dict) -> float | None:
+    """Median wall seconds of the cached runs of ``solver`` at the same inner budget (every task and prior)."""
+    same = [v["seconds"] for cache in caches for k, v in cache.data.items()
+            if k.split("|")[3] == solver and json.loads(k.split("|", 5)[5]).get("num_inner") == params.get("num_inner")]
+    return float(np.median(same)) if same else None
+
+
+def plan(benches: list[TaskBench], solvers: list[str]) -> str:
+    """The runs each task's next stage needs (later stages depend on their results), with estimates."""
+    caches = [Cache(OUT_DIR / f"{t}.json") for t in TASKS]
+    lines, total = [], 0.0
+    for bench in benches:
+        bench.test_rows(run=False, solvers=solvers)
+        for split, solver, rule, params in bench.pending:
+            estimate = seconds_estimate(caches, solver, params)
+            total += estimate or 0.0
+            keys = dict.fromkeys(k for k in (GRIDS[solver][0], "num_inner", "num_iters") if k in params)
+            setting = ", ".join(f"{k} {params[k]:g}" for k in keys)
+            lines.append([bench.name, split, solver, rule, setting or "-",
+                          "?" if estimate is None else f"{estimate:.0f}"])
+    if not lines:
+        return "Nothing pending: every test row is cached."
+    return (markdown_table(["task", "split", "solver", "rule", "setting", "est. s"], lines)
+            + f"\n\n{len(lines)} runs pending in the next stage, about {total / 3600:.1f} h on one thread "
+            "(median of cached runs of the solver); the stages after them are not counted.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
@@ -506,7 +538,11 @@ def main() -> None:
                         help="solvers to run (the report shows every cached one)")
     parser.add_argument("--count", type=int, default=16, help="images per split")
     parser.add_argument("--report_only", action="store_true", help="write the report from the cache, run nothing")
+    parser.add_argument("--plan", action="store_true", help="list the runs still missing, run nothing")
     args = parser.parse_args()
+    if args.plan:
+        print(plan([TaskBench(t, args.count) for t in args.tasks], [s for s in SOLVERS if s in args.solvers]))
+        return
     if not args.report_only:
         for task in args.tasks:
             TaskBench(task, args.count).test_rows(run=True, solvers=[s for s in SOLVERS if s in args.solvers])

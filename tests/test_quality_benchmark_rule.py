@@ -79,3 +79,17 @@ def test_cache_keeps_what_another_process_wrote(tmp_path):
     first.put("a", {"psnr": [1.0]})
     second.put("b", {"psnr": [2.0]})
     assert set(quality.Cache(path).data) == {"a", "b"}
+
+
+def test_a_dry_pass_lists_exactly_the_uncached_runs_of_the_next_stage(tmp_path):
+    bench = quality.TaskBench.__new__(quality.TaskBench)
+    bench.digest, bench.count, bench.pending = "abc", 16, []
+    bench.base = lambda solver: {"lr_z": 0.02, "num_inner": 20, "num_outer": 5}
+    bench.cache = quality.Cache(tmp_path / "task.json")
+    bench.cache.put(bench.key("validation", "dmilo", bench.base("dmilo")), {"psnr": [20.0], "seconds": 7.0})
+    assert bench.chosen("dmilo", run=False) is None
+    # the preset is cached; its two grid neighbours are what the next stage runs (nothing at 100 inner yet)
+    assert [(s, p["lr_z"], p["num_inner"]) for s, _, _, p in bench.pending] == [
+        ("validation", 0.01, 20), ("validation", 0.04, 20)]
+    assert quality.seconds_estimate([bench.cache], "dmilo", {"num_inner": 20}) == 7.0
+    assert quality.seconds_estimate([bench.cache], "dmilo", {"num_inner": 100}) is None
