@@ -266,6 +266,12 @@ class TaskBench:
     def key(self, split: str, solver: str, params: dict, rule: str = "final") -> str:
         return f"{self.digest}|{split}|{self.count}|{solver}|{rule}|{json.dumps(params, sort_keys=True)}"
 
+    @staticmethod
+    def solver_and_params(key: str) -> tuple[str, dict]:
+        """The solver and settings of a cache key made by :meth:`key`."""
+        _, _, _, solver, _, params = key.split("|", 5)
+        return solver, json.loads(params)
+
     def cached_or_run(self, split: str, solver: str, params: dict, *, rule: str = "final", run: bool = True,
                       **kwargs) -> dict | None:
         key = self.key(split, solver, params, rule)
@@ -506,8 +512,12 @@ def write_report(benches: list[TaskBench], command: str) -> None:
 
 def seconds_estimate(caches: list[Cache], solver: str, params: dict) -> float | None:
     """Median wall seconds of the cached runs of ``solver`` at the same inner budget (every task and prior)."""
-    same = [v["seconds"] for cache in caches for k, v in cache.data.items()
-            if k.split("|")[3] == solver and json.loads(k.split("|", 5)[5]).get("num_inner") == params.get("num_inner")]
+    same = []
+    for cache in caches:
+        for key, result in cache.data.items():
+            run_solver, run_params = TaskBench.solver_and_params(key)
+            if run_solver == solver and run_params.get("num_inner") == params.get("num_inner"):
+                same.append(result["seconds"])
     return float(np.median(same)) if same else None
 
 

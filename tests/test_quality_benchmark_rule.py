@@ -91,5 +91,7 @@ def test_a_dry_pass_lists_exactly_the_uncached_runs_of_the_next_stage(tmp_path):
     # the preset is cached; its two grid neighbours are what the next stage runs (nothing at 100 inner yet)
     assert [(s, p["lr_z"], p["num_inner"]) for s, _, _, p in bench.pending] == [
         ("validation", 0.01, 20), ("validation", 0.04, 20)]
+    assert quality.TaskBench.solver_and_params(bench.key("test", "dmilo", {"lr_z": 0.5}, "discrepancy")) == (
+        "dmilo", {"lr_z": 0.5})
     assert quality.seconds_estimate([bench.cache], "dmilo", {"num_inner": 20}) == 7.0
     assert quality.seconds_estimate([bench.cache], "dmilo", {"num_inner": 100}) is None
