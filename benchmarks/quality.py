@@ -37,6 +37,7 @@ solver, settings), written after each run, so an interrupted benchmark redoes no
     python benchmarks/quality.py --tasks inpainting mri             # some tasks
     python benchmarks/quality.py --report_only                      # tables and plots from the cache
     python benchmarks/quality.py --plan                             # the runs still missing, estimated
+    python benchmarks/quality.py --report_only --readme             # and README's tables
 """
 from __future__ import annotations
 
@@ -104,6 +105,11 @@ GT_FREE_RULES = {
 }
 RULES_OF = {"dmilo": ["inner_discrepancy"], "dmilo_pgd": ["discrepancy"], "dmplug": ["discrepancy"]}
 PANEL_IMAGES = 4
+#: the verdict table's cheap tier: at most this many network evaluations per image
+CHEAP_NFE = 100
+README = REPO / "README.md"
+#: the README lines between which :func:`update_readme` writes the tables
+README_MARKERS = ("<!-- quality-table-start -->", "<!-- quality-table-end -->")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -428,6 +434,52 @@ def overview(all_rows: dict[str, dict[str, dict]]) -> str:
     return markdown_table(["solver: test PSNR dB (NFE / image)"] + [t if done[t] else f"{t} (partial)" for t in tasks], lines)
 
 
+def verdict(all_rows: dict[str, dict[str, dict]]) -> str:
+    """One line per task: who wins, the best at most :data:`CHEAP_NFE` NFE, the best without a network,
+    and where DMILO-PGD and DMILO stand (paired difference to the winner, rank among the rows)."""
+    lines = []
+    for t in [t for t in TASKS if all_rows.get(t)]:
+        rows = all_rows[t]
+        ranked = sorted(rows, key=lambda label: -mean_psnr(rows[label]))
+        winner = rows[ranked[0]]
+
+        def cost(label: str) -> str:
+            r = rows[label]
+            return f"{label} {np.mean(r['psnr']):.2f} ({r['nfe']} NFE, {r['seconds'] / len(r['psnr']):.1f} s)"
+
+        def best_where(keep) -> str:
+            return next((cost(label) for label in ranked if keep(rows[label])), "-")
+
+        def standing(label: str) -> str:
+            if label not in rows:
+                return "-"
+            if label == ranked[0]:
+                return f"{np.mean(rows[label]['psnr']):.2f}, wins"
+            diff = torch.tensor(np.array(rows[label]["psnr"]) - np.array(winner["psnr"]))
+            return f"{np.mean(rows[label]['psnr']):.2f}: {paired(diff)}, {ranked.index(label) + 1} of {len(rows)}"
+
+        complete = all(s in rows for s in SOLVERS)
+        lines.append([t if complete else f"{t} (partial)", f"**{cost(ranked[0])}**",
+                      best_where(lambda r: 0 < r["nfe"] <= CHEAP_NFE), best_where(lambda r: r["nfe"] == 0),
+                      standing("dmilo_pgd"), standing("dmilo")])
+    return markdown_table(["task", "winner: test PSNR dB (NFE, s / image)", f"best at <= {CHEAP_NFE} NFE",
+                           "best without a network", "DMILO-PGD: PSNR, - winner (± s.e.), rank",
+                           "DMILO: PSNR, - winner (± s.e.), rank"], lines)
+
+
+def update_readme(all_rows: dict[str, dict[str, dict]], path: Path) -> None:
+    """Replace the text between README's :data:`README_MARKERS` with the verdict and the overview tables."""
+    start, end = README_MARKERS
+    text = path.read_text()
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"{path} must hold {start!r} once, then {end!r} once")
+    head, rest = text.split(start)
+    body = ("Who wins at what cost (test split; seconds per image on one CPU thread):\n\n" + verdict(all_rows)
+            + "\n\nEvery solver (test PSNR dB, NFE per image in brackets; the best per task in bold):\n\n"
+            + overview(all_rows))
+    path.write_text(f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}")
+
+
 def plot(all_rows: dict[str, dict[str, dict]], path: Path) -> None:
     tasks = [t for t in TASKS if all_rows.get(t)]
     if not tasks:
@@ -483,7 +535,8 @@ def panel(bench: TaskBench, rows: dict[str, dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(benches: list[TaskBench], command: str) -> None:
+def write_report(benches: list[TaskBench], command: str) -> dict[str, dict[str, dict]]:
+    """Write quality.md, its plot and panels; returns task -> label -> test row."""
     from common import machine
 
     sections, all_rows = [], {}
@@ -503,11 +556,12 @@ def write_report(benches: list[TaskBench], command: str) -> None:
             f"Machine: {machine()}\n\n{__doc__.split('Every run is cached')[0].strip()}\n\n"
             f"{lpips} Wall seconds are one CPU thread, batches of {benches[0].count if benches else 16} images, "
             "with another benchmark process on the second core; compare them within a task.\n\n"
-            "## All tasks (test split)\n\n" + overview(all_rows) + f"\n\n![test PSNR against NFE]({REPORT.with_suffix('.png').name})\n\n"
+            "## All tasks (test split)\n\n" + verdict(all_rows) + "\n\n" + overview(all_rows) + f"\n\n![test PSNR against NFE]({REPORT.with_suffix('.png').name})\n\n"
             + (f"Tasks not finished yet: {', '.join(missing)}.\n\n" if missing else "")
             + "## Per task\n\n" + "\n\n".join(sections) + "\n")
     REPORT.write_text(text)
     print(f"wrote {REPORT}")
+    return all_rows
 
 
 def seconds_estimate(caches: list[Cache], solver: str, params: dict) -> float | None:
@@ -549,6 +603,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=16, help="images per split")
     parser.add_argument("--report_only", action="store_true", help="write the report from the cache, run nothing")
     parser.add_argument("--plan", action="store_true", help="list the runs still missing, run nothing")
+    parser.add_argument("--readme", action="store_true", help="also rewrite the tables of README's quality section")
     args = parser.parse_args()
     if args.plan:
         print(plan([TaskBench(t, args.count) for t in args.tasks], [s for s in SOLVERS if s in args.solvers]))
@@ -556,7 +611,10 @@ def main() -> None:
     if not args.report_only:
         for task in args.tasks:
             TaskBench(task, args.count).test_rows(run=True, solvers=[s for s in SOLVERS if s in args.solvers])
-    write_report([TaskBench(t, args.count) for t in TASKS], "python benchmarks/quality.py")
+    all_rows = write_report([TaskBench(t, args.count) for t in TASKS], "python benchmarks/quality.py")
+    if args.readme:
+        update_readme(all_rows, README)
+        print(f"updated the tables in {README}")
 
 
 if __name__ == "__main__":

@@ -95,3 +95,41 @@ def test_a_dry_pass_lists_exactly_the_uncached_runs_of_the_next_stage(tmp_path):
         "dmilo", {"lr_z": 0.5})
     assert quality.seconds_estimate([bench.cache], "dmilo", {"num_inner": 20}) == 7.0
     assert quality.seconds_estimate([bench.cache], "dmilo", {"num_inner": 100}) is None
+
+
+def _row(psnr: list[float], nfe: int, seconds: float = 4.0) -> dict:
+    return {"psnr": psnr, "nfe": nfe, "seconds": seconds}
+
+
+def _all_rows() -> dict:
+    complete = {s: _row([20.0, 20.0], 10 ** 4) for s in quality.SOLVERS}
+    complete.update(reddiff=_row([24.0, 26.0], 999), pigdm=_row([23.0, 23.0], 100), tv=_row([21.0, 22.0], 0),
+                    dmilo_pgd=_row([22.0, 23.0], 1518, seconds=80.0))
+    return {"mri": complete, "ct": {"tv": _row([30.0, 31.0], 0), "dmilo": _row([29.0, 29.0], 318)}}
+
+
+def test_verdict_names_the_winner_the_cheap_tier_and_dmilo_pgd_paired_to_the_winner():
+    lines = quality.verdict(_all_rows()).splitlines()[2:]
+    mri = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert mri[0] == "mri"
+    assert mri[1] == "**reddiff 25.00 (999 NFE, 2.0 s)**"
+    assert mri[2] == "pigdm 23.00 (100 NFE, 2.0 s)"            # best at <= 100 NFE, not the network-free TV
+    assert mri[3] == "tv 21.50 (0 NFE, 2.0 s)"
+    assert mri[4] == "22.50: -2.50 ± 0.50, 3 of 11"            # differences 2 and 3 to the winner
+    assert mri[5].endswith(f"of {len(quality.SOLVERS)}")
+    ct = [c.strip() for c in lines[1].strip("|").split("|")]
+    assert ct[0] == "ct (partial)" and ct[1].startswith("**tv 30.50") and ct[2] == "-"
+    assert ct[4] == "-" and ct[5] == "29.00: -1.50 ± 0.50, 2 of 2"
+
+
+def test_update_readme_rewrites_only_between_the_markers(tmp_path):
+    start, end = quality.README_MARKERS
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{start}\nold table\n{end}\nafter\n")
+    quality.update_readme(_all_rows(), readme)
+    text = readme.read_text()
+    assert text.startswith(f"intro\n{start}\n") and text.endswith(f"{end}\nafter\n")
+    assert "old table" not in text and "**reddiff 25.00 (999 NFE, 2.0 s)**" in text and "| dmilo_pgd |" in text
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="must hold"):
+        quality.update_readme(_all_rows(), readme)
