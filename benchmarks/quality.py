@@ -42,6 +42,7 @@ solver, settings), written after each run, so an interrupted benchmark redoes no
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -52,6 +53,7 @@ import torch
 from common import REPO, markdown_table, paired, psnr, save_plot, split_images
 
 from monai_dmilo.checkpoints import sha256_of  # noqa: E402
+from monai_dmilo.handlers.metrics import load_lpips, lpips_distance  # noqa: E402
 from monai_dmilo.tasks import load_task, simulation_transform  # noqa: E402
 from monai_dmilo.networks.priors import build_generator, load_model_config  # noqa: E402
 from monai_dmilo.operators import build_from_batch  # noqa: E402
@@ -157,6 +159,17 @@ def ssim(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return SSIMMetric(spatial_dims=2, data_range=2.0, win_size=7)(x.clamp(-1, 1), reference).flatten()
 
 
+@functools.lru_cache(maxsize=None)
+def _lpips_model(device: str):
+    return load_lpips(torch.device(device))
+
+
+def lpips(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor | None:
+    """Per-image LPIPS ``(B,)`` (AlexNet, images in [-1, 1]); ``None`` without the ``lpips`` package or its weights."""
+    model = _lpips_model(str(x.device))
+    return None if model is None else lpips_distance(model, x.clamp(-1, 1), reference).cpu()
+
+
 # ----------------------------------------------------------------------------------------------
 # solver settings
 
@@ -219,6 +232,9 @@ def run_once(solver: str, params: dict, problem: dict, *, trace_every: int | Non
     x = out.x.clamp(-1, 1)
     result = {"psnr": psnr(x, truth).tolist(), "ssim": ssim(x, truth).tolist(), "nfe": int(out.nfe),
               "seconds": round(seconds, 2), "images": problem["names"]}
+    perceptual = lpips(x, truth)
+    if perceptual is not None:
+        result["lpips"] = perceptual.tolist()
     if trace_every:
         result["trace"] = {str(k): v for k, v in trace.items()}
     if problem["split"] == "test":
@@ -375,6 +391,10 @@ def _settings(solver: str, params: dict, base: dict) -> str:
     return text
 
 
+def _mean_std(values: list[float] | None) -> str:
+    return "-" if values is None else f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+
+
 def task_section(bench: TaskBench) -> tuple[str, dict[str, dict]]:
     rows = bench.test_rows(run=False)
     task = bench.task
@@ -382,6 +402,7 @@ def task_section(bench: TaskBench) -> tuple[str, dict[str, dict]]:
     if not rows:
         return head + "Not run yet.\n", rows
     reference = rows.get("dmilo_pgd")
+    with_lpips = any("lpips" in r for r in rows.values())
     table = []
     for label, r in sorted(rows.items(), key=lambda kv: -np.mean(kv[1]["psnr"])):
         p, s = np.array(r["psnr"]), np.array(r["ssim"])
@@ -392,11 +413,13 @@ def task_section(bench: TaskBench) -> tuple[str, dict[str, dict]]:
         else:
             vs, wl = "-", "-"
         table.append([label, _settings(label, r["params"], bench.base(label.split(" ")[0])),
-                      f"{p.mean():.2f} ± {p.std(ddof=1):.2f}", f"{s.mean():.3f} ± {s.std(ddof=1):.3f}", vs, wl,
-                      str(r["nfe"]), f"{r['seconds'] / len(p):.2f}"])
-    text = head + markdown_table(["solver", "setting (chosen on validation)", "PSNR dB", "SSIM",
-                                  "PSNR - DMILO-PGD (± s.e.)", "wins/losses vs PGD", "NFE / image",
-                                  "s / image"], table)
+                      f"{p.mean():.2f} ± {p.std(ddof=1):.2f}", f"{s.mean():.3f} ± {s.std(ddof=1):.3f}"]
+                     + ([_mean_std(r.get("lpips"))] if with_lpips else [])
+                     + [vs, wl, str(r["nfe"]), f"{r['seconds'] / len(p):.2f}"])
+    text = head + markdown_table(["solver", "setting (chosen on validation)", "PSNR dB", "SSIM"]
+                                 + (["LPIPS"] if with_lpips else [])
+                                 + ["PSNR - DMILO-PGD (± s.e.)", "wins/losses vs PGD", "NFE / image",
+                                    "s / image"], table)
     val = []
     for solver in SOLVERS:
         for params, r in bench.validation(solver, run=False):
@@ -551,7 +574,10 @@ def write_report(benches: list[TaskBench], command: str) -> dict[str, dict[str, 
     plot(all_rows, REPORT.with_suffix(".png"))
     done = [t for t in TASKS if all_rows.get(t)]
     missing = [t for t in TASKS if t not in done]
-    lpips = "LPIPS is not reported: its backbone weights cannot be downloaded here."
+    lpips = ("LPIPS (AlexNet) is a column where the runs had the `lpips` package and its weights."
+             if any("lpips" in r for rows in all_rows.values() for r in rows.values()) else
+             "LPIPS is not reported: the machine that ran these had no `lpips` package or weights (it is added "
+             "to each run where they are).")
     text = (f"# Every solver on every task (validation-tuned, test-reported)\n\nCommand: `{command}`\n\n"
             f"Machine: {machine()}\n\n{__doc__.split('Every run is cached')[0].strip()}\n\n"
             f"{lpips} Wall seconds are one CPU thread, batches of {benches[0].count if benches else 16} images, "

@@ -244,3 +244,19 @@ def test_mri_view_is_zero_filled_real_part():
     expect = (x - x.min()) / (x.max() - x.min())
     torch.testing.assert_close(v, expect, atol=1e-5, rtol=1e-4)
     assert math.isclose(float(v.max()), 1.0, abs_tol=1e-6)
+
+
+def test_lpips_distance_repeats_one_channel_to_three_and_returns_one_value_per_sample():
+    from monai_dmilo.handlers.metrics import lpips_distance
+
+    seen = []
+
+    def model(a, b):
+        seen.append(a.shape)
+        return (a - b).pow(2).mean((1, 2, 3)).reshape(-1, 1, 1, 1)
+
+    a, b = torch.zeros(3, 1, 4, 4), torch.ones(3, 1, 4, 4)
+    out = lpips_distance(model, a, b)
+    assert seen == [torch.Size([3, 3, 4, 4])] and out.shape == (3,) and torch.allclose(out, torch.ones(3))
+    lpips_distance(model, torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 4))
+    assert seen[-1] == torch.Size([2, 3, 4, 4])

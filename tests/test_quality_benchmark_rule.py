@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import quality  # noqa: E402
@@ -133,3 +134,45 @@ def test_update_readme_rewrites_only_between_the_markers(tmp_path):
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="must hold"):
         quality.update_readme(_all_rows(), readme)
+
+
+class SectionBench:
+    """What :func:`quality.task_section` reads of a task bench: two test rows, no validation runs."""
+
+    name, task, config = "mri", {"description": "MRI 4x"}, {"name": "brain_mri_32"}
+
+    def __init__(self, lpips: bool) -> None:
+        self.rows = {"dmilo_pgd": {**_row([22.0, 23.0], 1518), "ssim": [0.5, 0.6], "images": ["a", "b"],
+                                   "params": {"lr_x": 0.5}},
+                     "tv": {**_row([21.0, 22.0], 0), "ssim": [0.4, 0.5], "images": ["a", "b"], "params": {"lam": 0.01}}}
+        if lpips:
+            self.rows["tv"]["lpips"] = [0.25, 0.35]
+
+    def test_rows(self, run: bool) -> dict:
+        return self.rows
+
+    def base(self, solver: str) -> dict:
+        return {"lr_x": 0.5, "lam": 0.001}
+
+    def validation(self, solver: str, run: bool) -> list:
+        return []
+
+
+def test_the_lpips_column_appears_only_when_a_run_measured_it():
+    without, _ = quality.task_section(SectionBench(lpips=False))
+    assert "LPIPS" not in without
+    with_lpips, _ = quality.task_section(SectionBench(lpips=True))
+    header = next(line for line in with_lpips.splitlines() if line.startswith("| solver"))
+    assert "| LPIPS |" in header
+    tv = next(line for line in with_lpips.splitlines() if line.startswith("| tv"))
+    pgd = next(line for line in with_lpips.splitlines() if line.startswith("| dmilo_pgd"))
+    assert "0.300 ± 0.071" in tv and "| - |" in pgd      # a row without LPIPS shows a dash, not a made-up value
+
+
+def test_lpips_is_none_without_a_model_and_per_image_with_one(monkeypatch):
+    x = torch.zeros(2, 1, 8, 8)
+    monkeypatch.setattr(quality, "_lpips_model", lambda device: None)
+    assert quality.lpips(x, x) is None
+    monkeypatch.setattr(quality, "_lpips_model", lambda device: lambda a, b: (a - b).abs().mean((1, 2, 3), keepdim=True))
+    reference = torch.stack([torch.zeros(1, 8, 8), torch.full((1, 8, 8), 0.5)])
+    assert torch.allclose(quality.lpips(x, reference), torch.tensor([0.0, 0.5]))

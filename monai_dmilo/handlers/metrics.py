@@ -29,7 +29,7 @@ __all__ = ["MetricsCSVWriter", "RunSummary"]
 logger = logging.getLogger(__name__)
 
 
-def _load_lpips(device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+def load_lpips(device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
     """LPIPS (AlexNet) if the ``lpips`` package and its weights are available, else ``None``."""
     try:
         import lpips  # type: ignore[import-not-found]
@@ -42,6 +42,15 @@ def _load_lpips(device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], 
         logger.warning("LPIPS skipped: its weights could not be loaded (%s).", err)
         return None
     return model
+
+
+def lpips_distance(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], a: torch.Tensor,
+                   b: torch.Tensor) -> torch.Tensor:
+    """Per-sample LPIPS ``(B,)`` of images ``(B, C, H, W)`` in [-1, 1] (one channel is repeated to three)."""
+    if a.shape[1] == 1:
+        a, b = a.expand(-1, 3, -1, -1), b.expand(-1, 3, -1, -1)
+    with torch.no_grad():
+        return model(a, b).reshape(-1)
 
 
 class MetricsCSVWriter:
@@ -99,13 +108,9 @@ class MetricsCSVWriter:
         }
         if self.use_lpips and not self._lpips_tried:
             self._lpips_tried = True
-            self._lpips = _load_lpips(pred.device)
+            self._lpips = load_lpips(pred.device)
         if self._lpips is not None:
-            with torch.no_grad():
-                a, b = p * 2 - 1, t * 2 - 1
-                if a.shape[1] == 1:
-                    a, b = a.expand(-1, 3, -1, -1), b.expand(-1, 3, -1, -1)
-                values["lpips"] = self._lpips(a, b).reshape(-1)
+            values["lpips"] = lpips_distance(self._lpips, p * 2 - 1, t * 2 - 1)
         return values
 
     def __call__(self, engine: Engine) -> None:
