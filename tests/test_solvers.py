@@ -747,3 +747,40 @@ def test_a_diverged_estimate_is_reported(caplog):
         out = build("tv", lam=0.0, num_iters=3, lr=1e30).solve(y * 1e30, op, generator, seed=[1, 2])
     assert not torch.isfinite(out.x).all()
     assert "tv: the estimate of sample(s) [0, 1] is not finite" in caplog.text and "step size" in caplog.text
+
+
+def _squared_norm_and_size(task_name: str) -> tuple[float, int]:
+    """``(||A||^2, m)`` of a task's 32 x 32 operator: power iteration on A^T A, m measurements per image."""
+    from monai_dmilo.tasks import load_task
+
+    task = load_task(task_name)
+    op = build_operator(task["operator"], **task["operator_params"])
+    v = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    for _ in range(60):
+        v.requires_grad_(True)
+        (grad,) = torch.autograd.grad(op(v).pow(2).sum() / 2, v)
+        norm = grad.norm()
+        v = (grad / norm).detach()
+    return float(norm), op(v).numel()
+
+
+def test_ct_presets_are_the_sr4_ones_rescaled_to_the_ct_operator():
+    """Each knob that weighs or steps against the data term is sr4's times the ratio of the data terms'
+    curvatures (||A||^2 for a sum of squares, ||A||^2 / m for a mean; sqrt for DPS's norm), to 2 digits;
+    every other setting is sr4's."""
+    ct_norm, ct_m = _squared_norm_and_size("ct")
+    sr_norm, sr_m = _squared_norm_and_size("sr4")
+    by_sum, by_mean = ct_norm / sr_norm, (ct_norm / ct_m) / (sr_norm / sr_m)
+    scaled = {  # preset -> {knob: the factor on sr4's value}
+        "dmilo": {"lambda_nu": by_mean, "lambda_z": by_mean},
+        "dmilo_pgd": {"lambda_nu": by_mean, "lambda_z": by_mean, "lr_x": 1 / by_sum},
+        "reddiff": {"lam": by_mean}, "daps": {"langevin_lr": 1 / by_sum}, "dps": {"zeta": by_sum ** -0.5},
+        "ddrm": {}, "diffpir": {}, "pigdm": {}, "tv": {}, "dmplug": {},
+    }
+    for solver, factors in scaled.items():
+        sr4 = load_solver_preset("dps" if solver == "dps" else f"sr4_{solver}")["params"]
+        ct = load_solver_preset(f"ct_{solver}")["params"]
+        assert set(ct) == set(sr4), solver
+        for knob, value in sr4.items():
+            expected = value * factors.get(knob, 1)
+            assert ct[knob] == pytest.approx(expected, rel=0.05), (solver, knob, ct[knob], expected)
