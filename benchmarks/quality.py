@@ -405,7 +405,7 @@ def task_section(bench: TaskBench) -> tuple[str, dict[str, dict]]:
     with_lpips = any("lpips" in r for r in rows.values())
     table = []
     for label, r in sorted(rows.items(), key=lambda kv: -np.mean(kv[1]["psnr"])):
-        p, s = np.array(r["psnr"]), np.array(r["ssim"])
+        p = np.array(r["psnr"])
         if reference is not None and label != "dmilo_pgd":
             diff = torch.tensor(p - np.array(reference["psnr"]))
             vs = paired(diff)
@@ -413,7 +413,7 @@ def task_section(bench: TaskBench) -> tuple[str, dict[str, dict]]:
         else:
             vs, wl = "-", "-"
         table.append([label, _settings(label, r["params"], bench.base(label.split(" ")[0])),
-                      f"{p.mean():.2f} ± {p.std(ddof=1):.2f}", f"{s.mean():.3f} ± {s.std(ddof=1):.3f}"]
+                      f"{p.mean():.2f} ± {p.std(ddof=1):.2f}", _mean_std(r["ssim"])]
                      + ([_mean_std(r.get("lpips"))] if with_lpips else [])
                      + [vs, wl, str(r["nfe"]), f"{r['seconds'] / len(p):.2f}"])
     text = head + markdown_table(["solver", "setting (chosen on validation)", "PSNR dB", "SSIM"]

@@ -24,7 +24,7 @@ from .run_dir import METRICS_CSV, read_results
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
-__all__ = ["MetricsCSVWriter", "RunSummary"]
+__all__ = ["MetricsCSVWriter", "RunSummary", "load_lpips", "lpips_distance"]
 
 logger = logging.getLogger(__name__)
 
