@@ -59,7 +59,7 @@ from monai_dmilo.networks.priors import build_generator, load_model_config  # no
 from monai_dmilo.operators import build_from_batch  # noqa: E402
 from monai_dmilo.run_files import atomic_path  # noqa: E402
 from monai_dmilo.solvers import build as build_solver  # noqa: E402
-from monai_dmilo.solvers import available_presets, load_solver_preset  # noqa: E402
+from monai_dmilo.solvers import load_solver_preset, task_solver_preset  # noqa: E402
 
 FASHION = REPO / "configs" / "models" / "fashion_mnist_32.yaml"
 BRAIN = REPO / "configs" / "models" / "brain_mri_32.yaml"
@@ -177,8 +177,7 @@ def preset_params(solver: str, family: str, sigma: float) -> dict:
     """The solver's preset for the task family (or its generic preset), at the benchmark's budget."""
     if solver == "dmplug":
         return dict(DMPLUG_BASE)
-    name = f"{family}_{solver}" if f"{family}_{solver}" in available_presets() else solver
-    params = dict(load_solver_preset(name)["params"])
+    params = dict(load_solver_preset(task_solver_preset(family, solver))["params"])
     if solver in ("dmilo", "dmilo_pgd"):
         params.update(DMILO_BUDGET)
     for key in ("sigma_y", "sigma_n"):
@@ -362,6 +361,27 @@ class TaskBench:
             return {**params, "num_iters": plateau(result["trace"])}
         return best_of(results)
 
+    def caveat(self, solver: str) -> str | None:
+        """What makes the solver's frozen setting doubtful, read from its validation runs: every point
+        diverged, the grid was flat (a tie), or the best sits at the grown grid's edge."""
+        knob = GRIDS[solver][0]
+        chosen = self.chosen(solver, run=False)
+        if knob is None or chosen is None:
+            return None
+        same_stage = [(p[knob], mean_psnr(r)) for p, r in self.validation(solver, run=False)
+                      if {k: v for k, v in p.items() if k != knob} == {k: v for k, v in chosen.items() if k != knob}]
+        values = [v for v, _ in same_stage]
+        finite = [m for _, m in same_stage if np.isfinite(m)]
+        if not finite:
+            return f"every validation point diverged ({knob} {min(values):g} to {max(values):g}); the centre is kept"
+        if len(finite) > 1 and max(finite) - min(finite) < PLATEAU_DB:
+            return (f"validation PSNR varies by under {PLATEAU_DB} dB over {knob} {min(values):g} to {max(values):g}: "
+                    f"the knob did not matter, the choice is a tie")
+        if solver in EXTENDABLE and chosen[knob] in (min(values), max(values)):
+            return (f"the best {knob} ({chosen[knob]:g}) is at the edge of the grid after {EDGE_STEPS} growth steps: "
+                    f"a value beyond it may do better")
+        return None
+
     def test_rows(self, run: bool, solvers: list[str] = SOLVERS) -> dict[str, dict]:
         """Label -> test result with its setting, for every solver (of ``solvers``) whose validation is done;
         with ``run``, what is missing is run (validation, then test, one solver after the other)."""
@@ -430,6 +450,10 @@ def task_section(bench: TaskBench) -> tuple[str, dict[str, dict]]:
                 val.append([solver, "Adam steps: " + curve])
             else:
                 val.append([solver, f"{_settings(solver, params, bench.base(solver))}: {np.mean(r['psnr']):.2f}"])
+    caveats = [(solver, bench.caveat(solver)) for solver in SOLVERS if solver in rows]
+    caveats = [f"- {solver}: {text}." for solver, text in caveats if text]
+    if caveats:
+        text += "\n\nSelection caveats (from the validation runs):\n\n" + "\n".join(caveats)
     names = rows[next(iter(rows))]["images"]
     text += (f"\n\nTest images: {', '.join(names)}.\n\n<details><summary>validation runs (mean PSNR dB)</summary>\n\n"
              + markdown_table(["solver", "setting: validation PSNR"], val) + "\n\n</details>\n")

@@ -180,6 +180,24 @@ def test_task_presets_load_and_name_existing_solver_presets():
             assert f"{task['solver_task']}_{solver}" in available_presets()
 
 
+def test_every_solver_has_a_preset_on_every_task():
+    """``--task <t> --solver <s>`` resolves for every shipped task and registered solver: the
+    task-family preset where one ships, else the solver's generic one, naming that solver."""
+    from monai_dmilo.solvers import SOLVERS, load_solver_preset, task_solver_preset
+    from monai_dmilo.tasks import available_tasks, load_task
+
+    for name in available_tasks():
+        family = load_task(name)["solver_task"]
+        for solver in SOLVERS:
+            preset = task_solver_preset(family, solver)
+            assert preset in (f"{family}_{solver}", solver)
+            assert load_solver_preset(preset)["solver"] == solver
+    assert task_solver_preset("ct", "dps") == "ct_dps"
+    assert task_solver_preset("sr4", "dps") == "dps"
+    with pytest.raises(ValueError, match="'nope' has no preset for solver task 'sr4'"):
+        task_solver_preset("sr4", "nope")
+
+
 def test_solver_preset_override_picks_another_preset(tmp_path):
     make_pngs(tmp_path / "data", 2)
     wf = workflow("evaluate.yaml", tmp_path, dataset_dir=str(tmp_path / "data"), output_dir=str(tmp_path / "run"),
@@ -187,6 +205,15 @@ def test_solver_preset_override_picks_another_preset(tmp_path):
     wf.initialize()
     solver = wf.parser.get_parsed_content("solver_def")
     assert (solver.num_outer, solver.num_inner) == (5, 20)
+
+
+def test_solver_without_a_task_family_preset_runs_its_generic_one(tmp_path):
+    make_pngs(tmp_path / "data", 2)
+    wf = workflow("evaluate.yaml", tmp_path, dataset_dir=str(tmp_path / "data"), output_dir=str(tmp_path / "run"),
+                  task="sr4", solver="dps", solver_overrides={})
+    wf.initialize()
+    assert wf.parser.get_parsed_content("solver_preset") == "dps"
+    assert type(wf.parser.get_parsed_content("solver_def")).__name__ == "DPS"
 
 
 def test_evaluate_dicom_series_like_a_volume(tmp_path):

@@ -157,6 +157,9 @@ class SectionBench:
     def validation(self, solver: str, run: bool) -> list:
         return []
 
+    def caveat(self, solver: str) -> None:
+        return None
+
 
 def test_the_lpips_column_appears_only_when_a_run_measured_it():
     without, _ = quality.task_section(SectionBench(lpips=False))
@@ -176,3 +179,16 @@ def test_lpips_is_none_without_a_model_and_per_image_with_one(monkeypatch):
     monkeypatch.setattr(quality, "_lpips_model", lambda device: lambda a, b: (a - b).abs().mean((1, 2, 3), keepdim=True))
     reference = torch.stack([torch.zeros(1, 8, 8), torch.full((1, 8, 8), 0.5)])
     assert torch.allclose(quality.lpips(x, reference), torch.tensor([0.0, 0.5]))
+
+
+def test_caveat_flags_a_flat_grid_a_diverged_grid_and_a_best_at_the_grown_edge():
+    flat = FakeBench(lambda p: 20.0 - 0.01 * abs(math.log(p["lam"])), {"lam": 1.0})     # best inside, 0.01 dB
+    assert "the knob did not matter" in flat.caveat("reddiff")
+    diverged = FakeBench(lambda p: math.nan, {"lam": 1.0})
+    assert "every validation point diverged (lam 0.3 to 3)" in diverged.caveat("reddiff")
+    rising = FakeBench(lambda p: math.log(p["lam"]), {"lam": 1.0})          # best beyond 3 * 3 * 3
+    assert rising.chosen("reddiff", run=True) == {"lam": 27.0}
+    assert "the best lam (27) is at the edge of the grid" in rising.caveat("reddiff")
+    interior = FakeBench(lambda p: -abs(math.log(p["lam"])), {"lam": 1.0})
+    assert interior.caveat("reddiff") is None
+    assert FakeBench(lambda p: 1.0, {}).caveat("adjoint") is None           # nothing to tune, nothing to flag

@@ -25,7 +25,7 @@ from .dps import DPS
 from .pigdm import PiGDM
 from .reddiff import REDDiff
 from .tv import TV
-from .presets import available_presets, load_solver_preset, resolve_solver_preset
+from .presets import available_presets, load_solver_preset, resolve_solver_preset, task_solver_preset
 from .selection import SELECTION_RULES, SelectionRule, build_selection
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "build_selection",
     "load_solver_preset",
     "resolve_solver_preset",
+    "task_solver_preset",
     "solver_parameters",
     "per_sample_mean_square",
     "per_sample_sum_square",

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from monai_dmilo.yaml_presets import CONFIG_ROOT, find_preset, preset_names, read_yaml_mapping
 
-__all__ = ["PRESET_DIR", "available_presets", "load_solver_preset", "resolve_solver_preset"]
+__all__ = ["PRESET_DIR", "available_presets", "load_solver_preset", "resolve_solver_preset", "task_solver_preset"]
 
 #: ``configs/solvers`` of the source tree.
 PRESET_DIR = CONFIG_ROOT / "solvers"
@@ -35,6 +35,24 @@ def load_solver_preset(name_or_path: str | Path) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ValueError(f"'params' of solver preset {path} must be a mapping, got {params!r}.")
     return {"solver": data["solver"], "params": dict(params)}
+
+
+def task_solver_preset(solver_task: str, solver: str) -> str:
+    """The preset a task runs ``solver`` with: ``<solver_task>_<solver>`` (tuned for that family of
+    tasks) when shipped, else the solver's generic preset ``<solver>`` (e.g. ``dps``, ``adjoint``).
+
+    Raises:
+        ValueError: neither exists (both names and the available presets are listed).
+    """
+    available = available_presets()
+    for name in (f"{solver_task}_{solver}", solver):
+        if name in available:
+            return name
+    raise ValueError(
+        f"solver {solver!r} has no preset for solver task {solver_task!r}: looked for "
+        f"{solver_task}_{solver}.yaml and {solver}.yaml in {PRESET_DIR}; available: {available}. "
+        f"Name one with --solver_preset."
+    )
 
 
 def resolve_solver_preset(
