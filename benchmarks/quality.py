@@ -598,13 +598,15 @@ def write_report(benches: list[TaskBench], command: str) -> dict[str, dict[str, 
     plot(all_rows, REPORT.with_suffix(".png"))
     done = [t for t in TASKS if all_rows.get(t)]
     missing = [t for t in TASKS if t not in done]
+    ssim_note = ("SSIM is MONAI's `SSIMMetric` with a 7 x 7 window on images in [-1, 1] (data range 2); the bundle's "
+                 "metrics handler uses MONAI's default 11 x 11 window on [0, 1], so the two SSIMs are not comparable.")
     lpips = ("LPIPS (AlexNet) is a column where the runs had the `lpips` package and its weights."
              if any("lpips" in r for rows in all_rows.values() for r in rows.values()) else
              "LPIPS is not reported: the machine that ran these had no `lpips` package or weights (it is added "
              "to each run where they are).")
     text = (f"# Every solver on every task (validation-tuned, test-reported)\n\nCommand: `{command}`\n\n"
             f"Machine: {machine()}\n\n{__doc__.split('Every run is cached')[0].strip()}\n\n"
-            f"{lpips} Wall seconds are one CPU thread, batches of {benches[0].count if benches else 16} images, "
+            f"{ssim_note} {lpips} Wall seconds are one CPU thread, batches of {benches[0].count if benches else 16} images, "
             "with another benchmark process on the second core; compare them within a task.\n\n"
             "## All tasks (test split)\n\n" + verdict(all_rows) + "\n\n" + overview(all_rows) + f"\n\n![test PSNR against NFE]({REPORT.with_suffix('.png').name})\n\n"
             + (f"Tasks not finished yet: {', '.join(missing)}.\n\n" if missing else "")

@@ -180,7 +180,7 @@ def test_task_presets_load_and_name_existing_solver_presets():
             assert f"{task['solver_task']}_{solver}" in available_presets()
 
 
-def test_every_solver_has_a_preset_on_every_task():
+def test_every_solver_has_a_preset_on_every_task(monkeypatch):
     """``--task <t> --solver <s>`` resolves for every shipped task and registered solver: the
     task-family preset where one ships, else the solver's generic one, naming that solver."""
     from monai_dmilo.solvers import SOLVERS, load_solver_preset, task_solver_preset
@@ -194,8 +194,11 @@ def test_every_solver_has_a_preset_on_every_task():
             assert load_solver_preset(preset)["solver"] == solver
     assert task_solver_preset("ct", "dps") == "ct_dps"
     assert task_solver_preset("sr4", "dps") == "dps"
-    with pytest.raises(ValueError, match="'nope' has no preset for solver task 'sr4'"):
+    with pytest.raises(ValueError, match="solver 'nope' is not a registered solver"):
         task_solver_preset("sr4", "nope")
+    monkeypatch.setitem(SOLVERS, "unshipped", SOLVERS["dps"])
+    with pytest.raises(ValueError, match="'unshipped' has no preset for solver task 'sr4': looked for sr4_unshipped"):
+        task_solver_preset("sr4", "unshipped")
 
 
 def test_solver_preset_override_picks_another_preset(tmp_path):

@@ -42,8 +42,13 @@ def task_solver_preset(solver_task: str, solver: str) -> str:
     tasks) when shipped, else the solver's generic preset ``<solver>`` (e.g. ``dps``, ``adjoint``).
 
     Raises:
-        ValueError: neither exists (both names and the available presets are listed).
+        ValueError: an unregistered solver, or neither preset exists (both names and the available
+            presets are listed).
     """
+    from monai_dmilo.solvers import SOLVERS
+
+    if solver not in SOLVERS:
+        raise ValueError(f"solver {solver!r} is not a registered solver; choose one of {sorted(SOLVERS)}.")
     available = available_presets()
     for name in (f"{solver_task}_{solver}", solver):
         if name in available:
