@@ -50,6 +50,7 @@ __all__ = [
     "build",
     "build_from_preset",
     "build_selection",
+    "check_solver_name",
     "load_solver_preset",
     "resolve_solver_preset",
     "task_solver_preset",
@@ -73,10 +74,15 @@ SOLVERS: dict[str, Callable[..., Solver]] = {
 }
 
 
-def solver_parameters(name: str) -> list[str]:
-    """The keyword hyperparameters the solver ``name`` takes (its class's and its bases')."""
+def check_solver_name(name: str) -> None:
+    """``ValueError`` listing the registry unless ``name`` is a registered solver."""
     if name not in SOLVERS:
         raise ValueError(f"solver name must be one of {sorted(SOLVERS)}, got {name!r}.")
+
+
+def solver_parameters(name: str) -> list[str]:
+    """The keyword hyperparameters the solver ``name`` takes (its class's and its bases')."""
+    check_solver_name(name)
     names: list[str] = []
     for cls in getattr(SOLVERS[name], "__mro__", (SOLVERS[name],)):
         init = cls.__dict__.get("__init__")

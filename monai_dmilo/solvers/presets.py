@@ -45,10 +45,9 @@ def task_solver_preset(solver_task: str, solver: str) -> str:
         ValueError: an unregistered solver, or neither preset exists (both names and the available
             presets are listed).
     """
-    from monai_dmilo.solvers import SOLVERS
+    from monai_dmilo.solvers import check_solver_name
 
-    if solver not in SOLVERS:
-        raise ValueError(f"solver {solver!r} is not a registered solver; choose one of {sorted(SOLVERS)}.")
+    check_solver_name(solver)
     available = available_presets()
     for name in (f"{solver_task}_{solver}", solver):
         if name in available:
