@@ -204,6 +204,9 @@ class Cache:
         self.data = json.loads(path.read_text()) if path.is_file() else {}
 
     def get(self, key: str):
+        if key not in self.data and self.path.is_file():
+            # another process may have finished this run since (two processes can share a task)
+            self.data = {**json.loads(self.path.read_text()), **self.data}
         return self.data.get(key)
 
     def put(self, key: str, value: dict) -> None:

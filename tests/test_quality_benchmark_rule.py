@@ -80,6 +80,8 @@ def test_cache_keeps_what_another_process_wrote(tmp_path):
     first.put("a", {"psnr": [1.0]})
     second.put("b", {"psnr": [2.0]})
     assert set(quality.Cache(path).data) == {"a", "b"}
+    assert first.get("b") == {"psnr": [2.0]}                  # a run the other finished is not redone
+    assert first.get("c") is None
 
 
 def test_a_dry_pass_lists_exactly_the_uncached_runs_of_the_next_stage(tmp_path):
