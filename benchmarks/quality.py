@@ -261,6 +261,17 @@ def plateau(trace: dict[str, list[float]]) -> int:
     return min(k for k, m in means.items() if m >= best - PLATEAU_DB)
 
 
+def still_rising(trace: dict[str, list[float]]) -> str | None:
+    """A caveat when the mean PSNR still gained over PLATEAU_DB in the last 100 recorded iterations."""
+    means = sorted((int(k), float(np.mean(v))) for k, v in trace.items())
+    last, final = means[-1]
+    earlier = [m for k, m in means if k <= last - 100]
+    if not earlier or final - earlier[-1] <= PLATEAU_DB:
+        return None
+    return (f"still gaining {final - earlier[-1]:.2f} dB per 100 iterations at the end of its validation run "
+            f"({last} iterations): its count is the budget's cap, not a plateau, and more iterations may do better")
+
+
 class TaskBench:
     """Validation, selection and test runs of every solver on one task."""
 
@@ -366,9 +377,12 @@ class TaskBench:
 
     def caveat(self, solver: str) -> str | None:
         """What makes the solver's frozen setting doubtful, read from its validation runs: every point
-        diverged, the grid was flat (a tie), or the best sits at the grown grid's edge."""
+        diverged, the grid was flat (a tie), the best sits at the grown grid's edge, or DMPlug had not
+        plateaued when its validation run ended."""
         knob = GRIDS[solver][0]
         chosen = self.chosen(solver, run=False)
+        if solver == "dmplug" and chosen is not None:
+            return still_rising(self.validation(solver, run=False)[0][1]["trace"])
         if knob is None or chosen is None:
             return None
         same_stage = [(p[knob], mean_psnr(r)) for p, r in self.validation(solver, run=False)

@@ -194,3 +194,11 @@ def test_caveat_flags_a_flat_grid_a_diverged_grid_and_a_best_at_the_grown_edge()
     interior = FakeBench(lambda p: -abs(math.log(p["lam"])), {"lam": 1.0})
     assert interior.caveat("reddiff") is None
     assert FakeBench(lambda p: 1.0, {}).caveat("adjoint") is None           # nothing to tune, nothing to flag
+
+
+def test_dmplug_caveat_only_while_its_curve_still_rises():
+    rising = {"799": [20.0], "899": [20.5], "999": [21.0], "1000": [21.0]}
+    flat = {"799": [20.0], "899": [20.95], "999": [21.0], "1000": [21.0]}
+    assert "0.50 dB per 100 iterations" in quality.still_rising(rising)
+    assert quality.still_rising(flat) is None
+    assert quality.still_rising({"49": [10.0]}) is None          # too short a run to say
