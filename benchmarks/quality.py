@@ -254,16 +254,21 @@ def best_of(results: list[tuple[dict, dict]]) -> dict:
     return max(results, key=lambda pr: mean_psnr(pr[1]))[0]
 
 
+def trace_means(trace: dict[str, list[float]]) -> list[tuple[int, float]]:
+    """``[(iteration, mean PSNR)]`` of a recorded PSNR trace, by iteration."""
+    return sorted((int(k), float(np.mean(v))) for k, v in trace.items())
+
+
 def plateau(trace: dict[str, list[float]]) -> int:
     """The smallest recorded iteration whose mean PSNR is within PLATEAU_DB of the best."""
-    means = {int(k): float(np.mean(v)) for k, v in trace.items()}
-    best = max(means.values())
-    return min(k for k, m in means.items() if m >= best - PLATEAU_DB)
+    means = trace_means(trace)
+    best = max(m for _, m in means)
+    return min(k for k, m in means if m >= best - PLATEAU_DB)
 
 
 def still_rising(trace: dict[str, list[float]]) -> str | None:
     """A caveat when the mean PSNR still gained over PLATEAU_DB in the last 100 recorded iterations."""
-    means = sorted((int(k), float(np.mean(v))) for k, v in trace.items())
+    means = trace_means(trace)
     last, final = means[-1]
     earlier = [m for k, m in means if k <= last - 100]
     if not earlier or final - earlier[-1] <= PLATEAU_DB:
@@ -382,7 +387,8 @@ class TaskBench:
         knob = GRIDS[solver][0]
         chosen = self.chosen(solver, run=False)
         if solver == "dmplug" and chosen is not None:
-            return still_rising(self.validation(solver, run=False)[0][1]["trace"])
+            (_, result), = self.validation(solver, run=False)
+            return still_rising(result["trace"])
         if knob is None or chosen is None:
             return None
         same_stage = [(p[knob], mean_psnr(r)) for p, r in self.validation(solver, run=False)
