@@ -144,7 +144,10 @@ def test_ctrl_c_on_the_command_line_exits_non_zero(tmp_path):
            "--model_config", str(cfg), "--dataset_dir", str(data), "--output_dir", str(out), "--device", "cpu",
            "--num_steps", "2", "--batch_size", "1", "--solver_overrides", "{num_outer: 1, num_inner: 3000}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # A shell that starts pytest in the background (nohup, `&`, some CI runners) leaves SIGINT ignored, and
+    # children inherit that; give the CLI the default disposition a terminal user's process has.
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "run_settings.json").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
