@@ -1,6 +1,6 @@
-"""A diffusion prior seen as a chain of differentiable DDIM steps (ALGORITHMS.md, section 2).
+"""A diffusion prior seen as a chain of differentiable DDIM steps (docs/algorithms.md, section 2).
 
-Symbols, as in the DDIM paper and ALGORITHMS.md:
+Symbols, as in the DDIM paper and docs/algorithms.md:
 
 * ``t`` / ``t_prev``: the timestep of step ``i`` and the timestep it goes to.
 * ``abar_t``: cumulative product of ``1 - beta`` up to ``t`` (``alphas_cumprod[t]``).
@@ -34,16 +34,15 @@ def linear_alphas_cumprod(
 def reference_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[tuple[int, int]]:
     """The (t, t_prev) pairs of the reference code: N = 3 gives 999->666->333->0.
 
-    Step ``i`` starts at ``min((N - i) * skip, T - 1)`` and goes to ``t - skip`` with
-    ``skip = T // N`` (the "leading" grid shifted up by ``skip``).
+    Step ``i`` starts at ``min((N - i) * skip, T - 1)`` with ``skip = T // N`` (the "leading" grid
+    shifted up by ``skip``) and goes to where step ``i + 1`` starts (0 after the last step), so the
+    chain is continuous: the first step, capped at ``T - 1``, goes to ``(N - 1) * skip`` (N = 10:
+    999->900), not to ``999 - skip``, which would hand step 1 a latent one noise level off its own.
     """
-    _check_num_steps(num_steps, num_train_timesteps)
+    _check_num_steps(num_steps, num_train_timesteps - 1)  # N = T would start two steps at T - 1
     skip = num_train_timesteps // num_steps
-    pairs = []
-    for i in range(num_steps):
-        t = min((num_steps - i) * skip, num_train_timesteps - 1)
-        pairs.append((t, max(t - skip, 0)))
-    return pairs
+    starts = [min((num_steps - i) * skip, num_train_timesteps - 1) for i in range(num_steps)]
+    return list(zip(starts, starts[1:] + [0]))
 
 
 def uniform_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[tuple[int, int]]:

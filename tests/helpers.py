@@ -381,7 +381,9 @@ def count_network_calls(generator: StepwiseDDIM) -> list[bool]:
 
 def expected_nfe(name: str, params: dict, n: int) -> int:
     if name in ("dmilo", "dmilo_pgd"):
-        return n + params["num_outer"] * (n * params["num_inner"] + n)
+        intermediate = params.get("num_inner_intermediate")
+        intermediate = params["num_inner"] if intermediate is None else intermediate
+        return n + params["num_outer"] * (params["num_inner"] + (n - 1) * intermediate + n)
     if name == "dmplug":
         return n * params["num_iters"] + n
     if name in ("tv", "adjoint"):

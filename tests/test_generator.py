@@ -1,4 +1,4 @@
-"""StepwiseDDIM against an independent float64 implementation of ALGORITHMS.md section 2."""
+"""StepwiseDDIM against an independent float64 implementation of docs/algorithms.md section 2."""
 from __future__ import annotations
 
 import math
@@ -38,7 +38,7 @@ def abar_float64() -> np.ndarray:
 
 
 def reference_step(net: nn.Module, z: torch.Tensor, t: int, t_prev: int, *, clip: bool, channels: int) -> torch.Tensor:
-    """g_i(z) written from ALGORITHMS.md section 2, in float64."""
+    """g_i(z) written from docs/algorithms.md section 2, in float64."""
     abar = abar_float64()
     a_t, a_prev = float(abar[t]), float(abar[t_prev])
     e = net(z, torch.full((z.shape[0],), t, dtype=torch.long))[:, :channels]
@@ -60,6 +60,16 @@ def test_default_reference_schedule_is_pinned():
     assert gen.num_steps == 3
     assert reference_timesteps(3) == [(999, 666), (666, 333), (333, 0)]
     assert reference_timesteps(1) == [(999, 0)]
+    assert reference_timesteps(10)[:2] == [(999, 900), (900, 800)]  # the capped first step meets step 1
+
+
+@pytest.mark.parametrize("num_steps", [1, 2, 3, 4, 5, 7, 10, 20, 999])
+def test_reference_chain_is_continuous(num_steps):
+    """Each step ends at the timestep the next one starts from, and the chain ends at 0."""
+    pairs = reference_timesteps(num_steps)
+    assert len(pairs) == num_steps and pairs[0][0] == min(num_steps * (1000 // num_steps), 999) and pairs[-1][1] == 0
+    assert all(pairs[i][1] == pairs[i + 1][0] for i in range(num_steps - 1)), pairs
+    assert all(t > t_prev for t, t_prev in pairs), pairs
     assert uniform_timesteps(4) == [(999, 749), (749, 500), (500, 250), (250, 0)]
     assert StepwiseDDIM(TinyEps(), num_steps=4, schedule="uniform").timesteps == uniform_timesteps(4)
     explicit = [(900, 400), (400, 10)]

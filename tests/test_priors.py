@@ -95,7 +95,7 @@ def test_monai_unet_round_trip_yaml_to_generator(tmp_path):
     gen = build_generator(path, num_steps=2)
     assert isinstance(gen, StepwiseDDIM)
     assert gen.image_shape == (1, 16, 16) and gen.num_steps == 2
-    assert gen.timesteps == [(999, 499), (500, 0)]  # reference schedule for N = 2
+    assert gen.timesteps == [(999, 500), (500, 0)]  # reference schedule for N = 2
     assert not gen.network.training and all(not p.requires_grad for p in gen.network.parameters())
     z = torch.randn(2, *gen.image_shape, generator=torch.Generator().manual_seed(0))
     x = gen.sample(z)

@@ -342,7 +342,7 @@ def test_dmplug_checkpointing_same_result_more_forwards():
 
 
 # ---------------------------------------------------------------------------------------------
-# presets (ALGORITHMS.md section 7)
+# presets (docs/algorithms.md section 7)
 # ---------------------------------------------------------------------------------------------
 def test_every_preset_builds():
     names = available_presets()

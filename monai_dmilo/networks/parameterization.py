@@ -1,6 +1,6 @@
 """Epsilon-prediction networks whose inside predicts something else.
 
-Every solver and ALGORITHMS.md read a prior as ``eps(x_t, t)``. What the trained network computes
+Every solver and docs/algorithms.md read a prior as ``eps(x_t, t)``. What the trained network computes
 inside may differ: :class:`VPredictionEps` wraps a network ``F`` trained to predict the
 "velocity" ``v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0`` (Salimans & Ho, ICLR 2022) and returns
 

@@ -1,4 +1,4 @@
-"""Solvers: the algorithms only (ALGORITHMS.md, sections 3-9). No I/O, no metrics, no ground truth.
+"""Solvers: the algorithms only (docs/algorithms.md, sections 3-9). No I/O, no metrics, no ground truth.
 
 ``build(name, **hyperparameters)`` makes a solver by registry name (``dmilo``, ``dmilo_pgd``,
 ``dmplug``, ``dps``, ``ddrm``, ``daps``, ``diffpir``, ``pigdm``, ``reddiff``; ``tv``: TV-regularised least squares and ``adjoint``:

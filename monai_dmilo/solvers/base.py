@@ -3,11 +3,11 @@
 A solver sees only ``(y, A, generator)`` and returns an estimate ``x``; it never sees ground truth.
 
 Batches: a batch of ``B`` measurements is ``B`` independent problems. Every loss term is a mean
-(or a sum, where ALGORITHMS.md says ``||.||^2``) over ONE sample's elements, and the batch loss is
+(or a sum, where docs/algorithms.md says ``||.||^2``) over ONE sample's elements, and the batch loss is
 the sum of these per-sample losses, so the gradient with respect to sample ``b``'s variables does
 not depend on any other sample. Adam acts element-wise, so one image never changes another's result.
 
-NFE convention (ALGORITHMS.md, section 8): ``nfe`` counts network evaluations per image where a
+NFE convention (docs/algorithms.md, section 8): ``nfe`` counts network evaluations per image where a
 forward pass followed by a backward pass through it counts as ONE evaluation (the paper's
 "K * N * M forward+backward passes plus K * N forward passes"). ``nfe_forward`` counts every
 network forward actually run (checkpointing recomputes count again) and ``nfe_backward`` the

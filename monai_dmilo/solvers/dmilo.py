@@ -1,4 +1,4 @@
-"""DMILO (ALGORITHMS.md, section 4, Algorithm 1): intermediate-layer optimisation with sparse deviations.
+"""DMILO (docs/algorithms.md, section 4, Algorithm 1): intermediate-layer optimisation with sparse deviations.
 
 Symbols: ``z_0 .. z_N`` latents (``z_0`` the noise, ``z_N`` the image), ``nu_0 .. nu_{N-1}`` sparse
 deviations, ``g_i`` the i-th DDIM step (one network evaluation), ``A`` the forward operator.
@@ -79,6 +79,10 @@ class DMILO(Solver):
     Args:
         num_outer: outer iterations K.
         num_inner: inner Adam iterations M per layer.
+        num_inner_intermediate: inner iterations of the layers ``i < N - 1`` (those fitting the next
+            latent, not ``y``); ``None`` (default): ``num_inner``. A budget knob for many DDIM steps:
+            with ``N = 10`` and ``M = 20`` the regenerated chain drifts from the per-layer optima
+            (``docs/benchmarks/dmilo_steps.md``).
         lr_z: Adam learning rate of the latents ``z_i``.
         lr_nu: Adam learning rate of the deviations ``nu_i``.
         lambda_nu: weight of the l1 term ``mean(|nu_i|)``.
@@ -89,13 +93,13 @@ class DMILO(Solver):
         operator_factory: ``kernel (B, k, k) -> operator`` in blind mode; default
             ``monai_dmilo.operators.build("blur", kernel=kernel)``.
         inner_discrepancy: ``{"sigma": s, "tau": t}`` to end the last layer's inner loop per
-            sample (the discrepancy principle, ALGORITHMS.md section 10) once its data fit
+            sample (the discrepancy principle, docs/algorithms.md section 10) once its data fit
             ``mean(|A(g_{N-1}(z) + nu) - y|^2)`` reaches ``t * s^2 *`` the measured fraction of ``y``:
             that sample's ``(z_{N-1}, nu_{N-1})`` are frozen, and the loop ends when every sample
             has stopped (one host sync per inner iteration). ``None`` (default): M iterations.
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
 
-    Defaults are the inpainting preset of ALGORITHMS.md section 7 (``configs/solvers``).
+    Defaults are the inpainting preset of docs/algorithms.md section 7 (``configs/solvers``).
     """
 
     name = "dmilo"
@@ -105,6 +109,7 @@ class DMILO(Solver):
         *,
         num_outer: int = 5,
         num_inner: int = 200,
+        num_inner_intermediate: int | None = None,
         lr_z: float = 0.02,
         lr_nu: float = 1e-3,
         lambda_nu: float = 0.1,
@@ -118,6 +123,8 @@ class DMILO(Solver):
         super().__init__(**common)
         check_positive("num_outer", num_outer, integer=True, allow_zero=True)
         check_positive("num_inner", num_inner, integer=True, allow_zero=True)
+        if num_inner_intermediate is not None:
+            check_positive("num_inner_intermediate", num_inner_intermediate, integer=True, allow_zero=True)
         check_positive("lr_z", lr_z, allow_zero=True)
         check_positive("lr_nu", lr_nu, allow_zero=True)
         check_positive("lambda_nu", lambda_nu, allow_zero=True)
@@ -129,6 +136,7 @@ class DMILO(Solver):
             raise TypeError(f"operator_factory must be callable, got {type(operator_factory).__name__}.")
         self.num_outer = num_outer
         self.num_inner = num_inner
+        self.num_inner_intermediate = num_inner_intermediate
         self.lr_z = float(lr_z)
         self.lr_nu = float(lr_nu)
         self.lambda_nu = float(lambda_nu)
@@ -247,7 +255,8 @@ class DMILO(Solver):
             layer_target = target if last else latents[i + 1]
             level = self._inner_level(ctx) if last else None
             active = None if level is None else torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
-            for _ in range(self.num_inner):
+            inner = self.num_inner if last or self.num_inner_intermediate is None else self.num_inner_intermediate
+            for _ in range(inner):
                 optimizer.zero_grad(set_to_none=True)
                 out = generator.step(z, i) + nu
                 if last:

@@ -1,4 +1,4 @@
-"""DMILO-PGD (ALGORITHMS.md, section 5, Algorithm 2): projected gradient descent, DMILO as projection.
+"""DMILO-PGD (docs/algorithms.md, section 5, Algorithm 2): projected gradient descent, DMILO as projection.
 
 ``X = 0``; per outer iteration:
 
@@ -61,7 +61,7 @@ class DMILOPGD(DMILO):
         **dmilo: every :class:`~.dmilo.DMILO` argument (``num_outer``, ``num_inner``, ``lr_z``,
             ``lr_nu``, ``lambda_nu``, ``lambda_z``, blind mode, selection, progress, callback).
 
-    Defaults are the inpainting preset of ALGORITHMS.md section 7.
+    Defaults are the inpainting preset of docs/algorithms.md section 7.
     """
 
     name = "dmilo_pgd"

@@ -1,4 +1,4 @@
-"""DMPlug (ALGORITHMS.md, section 3): optimise the initial noise through the whole sampler.
+"""DMPlug (docs/algorithms.md, section 3): optimise the initial noise through the whole sampler.
 
     z* = argmin_z || A(clip(G(z))) - y ||^2  (a mean over each sample's elements),   x* = clip(G(z*))
 

@@ -1,6 +1,6 @@
 """Named solver presets: ``configs/solvers/<name>.yaml`` holding ``{solver: <name>, params: {...}}``.
 
-The paper's per-task settings (ALGORITHMS.md, section 7) live there as data, not as code constants.
+The paper's per-task settings (docs/algorithms.md, section 7) live there as data, not as code constants.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Result-selection rules: which iterate a solver returns, chosen WITHOUT ground truth.
 
 A rule sees only what a user has: the iterates ``x_k`` and their data fit to the measurement
-``y`` (ALGORITHMS.md, section 9). Rules work per sample, with tensor operations only (no host
+``y`` (docs/algorithms.md, section 9). Rules work per sample, with tensor operations only (no host
 syncs), so a batch gives every image the result it would get alone.
 
 * ``final`` (default): the last iterate.

@@ -1,0 +1,186 @@
+"""DMILO and DMILO-PGD against the number of DDIM steps N: PSNR, data fit, NFE, and where the fit goes.
+
+Validation split only (the Fashion-MNIST test PNGs of ``scripts/prepare_data.py``, every 311th from
+index 7, as ``benchmarks/quality.py``), measurements as the bundle simulates them
+(``configs/tasks/<task>.yaml``, per-image seeds 0..), the shipped Fashion prior, the reference
+timesteps. Each solver runs its task-family preset at the quality benchmark's DMILO budget
+(5 outer x 20 inner iterations) for every N; at N = 10 the budget variants of
+:data:`VARIANTS` run too. Nothing here picks anything with the ground truth: PSNR is reported.
+
+Per run, the last outer iteration's layer diagnostics (4 images' mean):
+
+* ``layer fit``: each layer's own loss term after its inner loop, before the regeneration
+  (``mean((g_i(z_i) + nu_i - z_{i+1})^2)`` against the freshly optimised next latent;
+  ``mean(|A(g_{N-1}(z) + nu) - y|^2)`` for the last layer);
+* ``drift``: after the regeneration ``z_{i+1} = g_i(z_i) + nu_i``, how far each regenerated
+  latent is from the one the sweep optimised (for the last layer: the regenerated data fit).
+
+Cached in ``docs/benchmarks/dmilo_steps.json`` after every run (resumable); the report is
+``docs/benchmarks/dmilo_steps.md`` with a plot.
+
+    python benchmarks/dmilo_steps.py                       # everything missing (about 2 h on one thread)
+    python benchmarks/dmilo_steps.py --tasks inpainting --solvers dmilo --steps 3 10
+    python benchmarks/dmilo_steps.py --report_only
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from common import REPO, markdown_table, psnr, save_plot
+from quality import DMILO_BUDGET, FASHION, Cache, fashion_split, make_problem
+
+from monai_dmilo.checkpoints import sha256_of  # noqa: E402
+from monai_dmilo.networks.priors import build_generator  # noqa: E402
+from monai_dmilo.solvers import DMILO, DMILOPGD, per_sample_mean_square, task_solver_preset  # noqa: E402
+from monai_dmilo.solvers import load_solver_preset  # noqa: E402
+from monai_dmilo.tasks import load_task  # noqa: E402
+
+OUT = REPO / "docs" / "benchmarks" / "dmilo_steps.json"
+REPORT = REPO / "docs" / "benchmarks" / "dmilo_steps.md"
+PLOT = REPO / "docs" / "benchmarks" / "dmilo_steps.png"
+TASKS = ["inpainting", "sr4"]
+SOLVERS = {"dmilo": DMILO, "dmilo_pgd": DMILOPGD}
+STEPS = [1, 2, 3, 4, 5, 7, 10, 15, 20]
+#: N = 10 budget variants: label -> overrides on the 5 x 20 budget
+VARIANTS = {
+    "M = 100 on every layer": {"num_inner": 100},
+    "M = 20 last, 100 intermediate": {"num_inner_intermediate": 100},
+}
+VARIANT_STEPS = 10
+
+
+def probing(cls):
+    """``cls`` recording, after each backward sweep, every layer's fit and the regeneration's drift."""
+
+    class LayerProbe(cls):
+        def _sweep(self, ctx, target):
+            super()._sweep(ctx, target)
+            gen, z, nu, n = ctx.generator, ctx.latents, ctx.deviations, len(ctx.deviations)
+            with torch.no_grad():
+                fit, drift, chain = [], [], z[0]
+                for i in range(n):
+                    out = gen.step(z[i], i) + nu[i]
+                    chain = gen.step(chain, i) + nu[i]
+                    if i == n - 1:
+                        fit.append(per_sample_mean_square(ctx.operator(out) - target).mean().item())
+                        drift.append(per_sample_mean_square(ctx.operator(chain.clamp(-1, 1)) - ctx.y).mean().item())
+                    else:
+                        fit.append(per_sample_mean_square(out - z[i + 1]).mean().item())
+                        drift.append(per_sample_mean_square(chain - z[i + 1]).mean().item())
+            self.layers = {"fit": fit, "drift": drift}
+
+    return LayerProbe
+
+
+def settings(task: str, solver: str, overrides: dict) -> dict:
+    params = dict(load_solver_preset(task_solver_preset(load_task(task)["solver_task"], solver))["params"])
+    return {**params, **DMILO_BUDGET, **overrides}
+
+
+def run(task: str, solver: str, steps: int, params: dict, problem: dict) -> dict:
+    generator = build_generator(FASHION, num_steps=steps)
+    probe = probing(SOLVERS[solver])(**params)
+    start = time.perf_counter()
+    out = probe.solve(problem["y"], problem["operator"], generator, seed=problem["seeds"])
+    seconds = time.perf_counter() - start
+    x = out.x.clamp(-1, 1)
+    return {"psnr": psnr(x, problem["truth"]).tolist(), "data_fit": out.history["data_fit"][-1].tolist(),
+            "nfe": int(out.nfe), "seconds": round(seconds, 2), "layers": probe.layers,
+            "timesteps": generator.timesteps, "images": problem["names"]}
+
+
+def plan(tasks, solvers, steps) -> list[tuple[str, str, int, str, dict]]:
+    """``(task, solver, N, label, overrides)`` of every run, cheap first."""
+    runs = [(t, s, n, "5 x 20", {}) for n in sorted(steps) for t in tasks for s in solvers]
+    if VARIANT_STEPS in steps:
+        runs += [(t, "dmilo", VARIANT_STEPS, label, o) for t in tasks for label, o in VARIANTS.items()
+                 if "dmilo" in solvers]
+    return runs
+
+
+def key(digest: str, count: int, task: str, solver: str, steps: int, params: dict) -> str:
+    return f"{digest}|validation|{count}|{task}|{solver}|{steps}|{json.dumps(params, sort_keys=True)}"
+
+
+def fmt(values: list[float]) -> str:
+    return " ".join(f"{v:.0e}" for v in values)
+
+
+def report(cache: Cache, digest: str, count: int, tasks, solvers, steps) -> None:
+    sections, curves = [], {}
+    for task in tasks:
+        rows = []
+        for t, solver, n, label, overrides in plan([task], solvers, steps):
+            params = settings(task, solver, overrides)
+            result = cache.get(key(digest, count, task, solver, n, params))
+            if result is None:
+                continue
+            p, fit = np.mean(result["psnr"]), np.mean(result["data_fit"])
+            if label == "5 x 20":
+                curves.setdefault((task, solver), []).append((n, p, fit))
+            rows.append([solver, str(n), label, f"{p:.2f}", f"{fit:.1e}", str(result["nfe"]),
+                         f"{result['seconds'] / count:.1f}", fmt(result["layers"]["fit"]), fmt(result["layers"]["drift"])])
+        header = ["solver", "N", "budget (outer x inner)", "PSNR dB", "final data fit", "NFE",
+                  "s / image", "layer fit, i = 0 .. N-1", "drift after regeneration, i = 0 .. N-1"]
+        sections.append(f"## {task}\n\n" + markdown_table(header, rows))
+
+    def draw(axes):
+        for (task, solver), points in curves.items():
+            n, p, fit = zip(*sorted(points))
+            axes[0][0].plot(n, p, marker="o", label=f"{task} {solver}")
+            axes[0][1].semilogy(n, fit, marker="o", label=f"{task} {solver}")
+        axes[0][0].set(xlabel="DDIM steps N", ylabel="validation PSNR (dB)")
+        axes[0][1].set(xlabel="DDIM steps N", ylabel="final data fit mean|A(x) - y|^2")
+        axes[0][0].legend(fontsize=7)
+
+    save_plot(PLOT, draw, grid=(1, 2), figsize=(10, 4))
+    text = (f"# DMILO and DMILO-PGD against the number of DDIM steps N\n\n"
+            f"Command: `python benchmarks/dmilo_steps.py` (then `--report_only`). Validation split, {count} "
+            f"Fashion-MNIST images per task, shipped prior `fashion_mnist_32`, reference timesteps, presets "
+            f"of `configs/solvers/<family>_<solver>.yaml` at 5 outer x 20 inner iterations. Layer columns: "
+            f"the last outer iteration, mean over the images (see the module docstring).\n\n"
+            f"![PSNR and data fit against N](dmilo_steps.png)\n\n" + "\n\n".join(sections) + "\n")
+    notes = REPORT.with_name("dmilo_steps_notes.md")
+    if notes.is_file():
+        text += "\n" + notes.read_text()
+    REPORT.write_text(text)
+    print(f"wrote {REPORT}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
+    parser.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=list(SOLVERS))
+    parser.add_argument("--steps", nargs="+", type=int, default=STEPS)
+    parser.add_argument("--count", type=int, default=6)
+    parser.add_argument("--report_only", action="store_true")
+    args = parser.parse_args()
+    digest = sha256_of(REPO / "bundle" / "models" / "fashion_mnist_32.pt")
+    cache = Cache(OUT)
+    if not args.report_only:
+        problems = {}
+        for task, solver, n, label, overrides in plan(args.tasks, args.solvers, args.steps):
+            params = settings(task, solver, overrides)
+            k = key(digest, args.count, task, solver, n, params)
+            if cache.get(k) is not None:
+                continue
+            if task not in problems:
+                names, truth = fashion_split("validation", args.count)
+                seeds = list(range(args.count))
+                y, operator = make_problem(load_task(task), truth, seeds)
+                problems[task] = {"names": names, "truth": truth, "y": y, "operator": operator, "seeds": seeds}
+            print(f"[{time.strftime('%H:%M:%S')}] {task} {solver} N={n} {label} ...", flush=True)
+            result = run(task, solver, n, params, problems[task])
+            cache.put(k, result)
+            print(f"    {np.mean(result['psnr']):.2f} dB, fit {np.mean(result['data_fit']):.1e}, "
+                  f"{result['nfe']} NFE, {result['seconds']:.0f} s", flush=True)
+    report(Cache(OUT), digest, args.count, TASKS, list(SOLVERS), STEPS)
+
+
+if __name__ == "__main__":
+    main()
