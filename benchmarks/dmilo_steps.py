@@ -7,7 +7,8 @@ timesteps. Each solver runs its task-family preset at the quality benchmark's DM
 (5 outer x 20 inner iterations) for every N; at N = 10 the budget variants of
 :data:`VARIANTS` run too. Nothing here picks anything with the ground truth: PSNR is reported.
 
-Per run, the last outer iteration's layer diagnostics (4 images' mean):
+Per run, the last outer iteration's layer diagnostics (mean over the images; computing them costs
+2N forward passes per outer iteration, which the ``seconds`` include and ``nfe`` does not):
 
 * ``layer fit``: each layer's own loss term after its inner loop, before the regeneration
   (``mean((g_i(z_i) + nu_i - z_{i+1})^2)`` against the freshly optimised next latent;
@@ -143,7 +144,8 @@ def report(cache: Cache, digest: str, count: int, tasks, solvers, steps) -> None
             f"Command: `python benchmarks/dmilo_steps.py` (then `--report_only`). Validation split, {count} "
             f"Fashion-MNIST images per task, shipped prior `fashion_mnist_32`, reference timesteps, presets "
             f"of `configs/solvers/<family>_<solver>.yaml` at 5 outer x 20 inner iterations. Layer columns: "
-            f"the last outer iteration, mean over the images (see the module docstring).\n\n"
+            f"the last outer iteration, mean over the images (see the module docstring); s / image includes the "
+            f"diagnostics' 2N extra forward passes per outer iteration.\n\n"
             f"![PSNR and data fit against N](dmilo_steps.png)\n\n" + "\n\n".join(sections) + "\n")
     notes = REPORT.with_name("dmilo_steps_notes.md")
     if notes.is_file():

@@ -253,7 +253,7 @@ def test_inner_discrepancy_stops_each_sample_at_the_noise_level():
 
 
 # --- N, the number of DDIM steps (issue: the fit must not break down as N grows) -----------------
-#: the stated budget of the self-consistency tests on the toy prior: K x M, and the fit reached
+#: the stated budget of the self-consistency tests on the toy prior (K = 8 outer x M = 60 inner)
 TOY_BUDGET = dict(num_outer=8, num_inner=60, lr_z=0.1)
 
 
@@ -296,8 +296,8 @@ def test_num_inner_intermediate_sets_the_budget_of_the_layers_before_the_last():
         DMILO(num_inner_intermediate=-1)
 
 
-#: the shipped Fashion prior's budget per N for the self-consistency test (K outer, M last layer,
-#: M' intermediate layers): with 5 x 20 on every layer, N = 10 stops at a fit of ~0.1 (the regenerated
+#: what the shipped Fashion prior's self-consistency test adds to 5 x 20 per N (M' of the intermediate
+#: layers at N = 10): with 5 x 20 on every layer, N = 10 stops at a fit of ~0.1 (the regenerated
 #: chain drifts from the per-layer optima), 5 x (20, 100) fits to ~7e-5 (docs/benchmarks/dmilo_steps.md)
 SHIPPED_BUDGET = {2: {}, 3: {}, 5: {}, 10: {"num_inner_intermediate": 100}}
 
