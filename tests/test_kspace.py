@@ -195,13 +195,16 @@ def test_dicom_series_round_trips_through_pydicom_and_monai(tmp_path):
         assert ds.Modality == "MR" and "DERIVED" in ds.ImageType and ds.SeriesDescription == "dmilo test"
         assert [float(v) for v in ds.PixelSpacing] == [2.0, 2.5] and float(ds.SliceThickness) == 3.0
         assert float(ds.ImagePositionPatient[2]) == 3.0 * k
-        np.testing.assert_allclose(ds.pixel_array * float(ds.RescaleSlope), vol[k], atol=tolerance)
+        assert "RescaleSlope" not in ds  # the MR IOD has no Modality LUT; the factor is in ImageComments
+        factor = float(ds.ImageComments.split(" x ")[1].split(" = ")[0])
+        assert factor == pytest.approx(tolerance, rel=1e-6)
+        np.testing.assert_allclose(ds.pixel_array * factor, vol[k], atol=tolerance)
     assert len({ds.SOPInstanceUID for ds in sets}) == 3
     assert len({ds.SeriesInstanceUID for ds in sets}) == 1 and len({ds.StudyInstanceUID for ds in sets}) == 1
     assert [pydicom.dcmread(p).SOPInstanceUID for p in again] == [ds.SOPInstanceUID for ds in sets]
     image = LoadImage(reader="PydicomReader", image_only=True)(str(tmp_path / "a"))
     assert tuple(image.shape) == (20, 16, 3)  # MONAI: (columns, rows, slices)
-    np.testing.assert_allclose(np.asarray(image).transpose(2, 1, 0), vol, atol=tolerance)
+    np.testing.assert_allclose(np.asarray(image).transpose(2, 1, 0) * tolerance, vol, atol=tolerance)
     np.testing.assert_allclose(image.pixdim[:3].numpy(), [2.5, 2.0, 3.0])
 
 
@@ -217,9 +220,8 @@ def test_workflow_end_to_end_resume_and_refusal(tmp_path, kspace_file):
     (folder / "phantom.h5").write_bytes(kspace_file.read_bytes())
     generator = build_generator("brain_mri_32", num_steps=2)
     solver = build("dmilo", num_outer=1, num_inner=1)
-    cs_tv = build("tv", num_iters=3)
     out = tmp_path / "out"
-    kwargs = dict(generator=generator, solver=solver, solver_name="dmilo", cs_tv=cs_tv, acceleration=3,
+    kwargs = dict(generator=generator, solver=solver, solver_name="dmilo", acceleration=3,
                   center_fraction=0.2)
     summary = run_kspace(folder, out, settings={"acceleration": 3}, **kwargs)
     assert set(summary) == {"zero_filled", "sense", "cs_tv", "dmilo"}
@@ -250,9 +252,11 @@ def test_workflow_end_to_end_resume_and_refusal(tmp_path, kspace_file):
 def test_workflow_refuses_bad_options_and_already_undersampled_files(tmp_path, kspace_file):
     from monai_dmilo.kspace.workflow import check_options, run_kspace
 
-    base = dict(acceleration=None, center_fraction=0.08, pattern="equispaced", coil_maps="lowres", batch_size=8)
+    base = dict(acceleration=None, center_fraction=0.08, pattern="equispaced", coil_maps="lowres", batch_size=8,
+                sense_tikhonov="auto", cs_tv_lam=0.01)
     for key, value, message in (("acceleration", 1, "acceleration must be"), ("pattern", "spiral", "pattern must be"),
-                                ("coil_maps", "magic", "coil_maps must be"), ("center_fraction", 0, "center_fraction")):
+                                ("coil_maps", "magic", "coil_maps must be"), ("center_fraction", 0, "center_fraction"),
+                                ("sense_tikhonov", "high", "sense_tikhonov must be"), ("cs_tv_lam", -1, "cs_tv_lam")):
         with pytest.raises(ValueError, match=message):
             check_options(**{**base, key: value})
     k = read_kspace_file(kspace_file).kspace.copy()
@@ -261,12 +265,12 @@ def test_workflow_refuses_bad_options_and_already_undersampled_files(tmp_path, k
     folder.mkdir()
     write_h5(folder / "u.h5", kspace=k)
     with pytest.raises(ValueError, match="already undersampled"):
-        run_kspace(folder, tmp_path / "o", generator=None, solver=None, solver_name="dmilo", cs_tv=None,
+        run_kspace(folder, tmp_path / "o", generator=None, solver=None, solver_name="dmilo",
                    settings={}, acceleration=4)
     assert not (tmp_path / "o").exists()  # refused before anything was written
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no .h5"):
-        run_kspace(tmp_path / "empty", tmp_path / "o", generator=None, solver=None, solver_name="dmilo", cs_tv=None,
+        run_kspace(tmp_path / "empty", tmp_path / "o", generator=None, solver=None, solver_name="dmilo",
                    settings={})
 
 
@@ -277,6 +281,6 @@ def test_workflow_refuses_file_maps_missing_before_writing(tmp_path):
     folder.mkdir()
     write_h5(folder / "nomaps.h5", kspace=np.ones((1, 2, 8, 8), np.complex64))
     with pytest.raises(ValueError, match="holds no 'sensitivity_maps'"):
-        run_kspace(folder, tmp_path / "o", generator=None, solver=None, solver_name="dmilo", cs_tv=None,
+        run_kspace(folder, tmp_path / "o", generator=None, solver=None, solver_name="dmilo",
                    settings={}, coil_maps="file")
     assert not (tmp_path / "o").exists()

@@ -4,6 +4,14 @@
   columns, and as many central rows), Hann-windowed and zero-filled, divided by their
   root-sum-of-squares: ``S_c = I_c / sqrt(sum_c |I_c|^2)``. Smooth, ``sum_c |S_c|^2 = 1`` where
   there is signal; the object's low-resolution phase ends up in the maps.
+* ``jsense``: the ``lowres`` maps refined with all acquired samples, not only the calibration
+  region (JSENSE, Ying and Sheng 2007, with the maps' k-space support as the smoothness model):
+  ``rounds`` times, a strongly regularised SENSE image ``x`` (Tikhonov 0.3) is formed with the
+  current maps, then each coil's map is refitted by least squares,
+  ``min_g ||M F(x F^-1(P g_c)) - y_c||^2 + 1e-3 ||g_c||^2`` with ``P`` a centred ``support x
+  support`` k-space box (at least 5, at least the calibration width), and the maps are normalised
+  to ``sum_c |S_c|^2 = 1``. With 3 calibration columns on a 32 x 32 grid (4x) SENSE with these
+  maps gains about 6 dB over SENSE with ``lowres`` maps (``docs/benchmarks/kspace_bart.md``).
 * ``espirit``: ESPIRiT (Uecker et al. 2014) through ``sigpy.mri.app.EspiritCalib`` (an extra:
   ``pip install sigpy``); maps are zero outside the object's support.
 
@@ -17,12 +25,13 @@ import logging
 import numpy as np
 import torch
 
-from ..operators.mri import ifft2c
+from ..operators.linear_solve import conjugate_gradient
+from ..operators.mri import fft2c, ifft2c
 from .reader import describe_mask
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COIL_MAP_METHODS", "calibration_width", "calibration_images", "estimate_coil_maps", "calibration_phase"]
+__all__ = ["COIL_MAP_METHODS", "refine_maps", "calibration_width", "calibration_images", "estimate_coil_maps", "calibration_phase"]
 
 
 def calibration_width(mask: np.ndarray) -> int:
@@ -53,10 +62,47 @@ def calibration_images(kspace: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def _lowres_maps(kspace: torch.Tensor, width: int) -> torch.Tensor:
-    images = calibration_images(kspace, width)
-    rss = images.abs().square().sum(1, keepdim=True).sqrt()
-    floor = 1e-6 * rss.flatten(1).amax(1).view(-1, 1, 1, 1)
-    return images / rss.clamp_min(floor)
+    return _normalised(calibration_images(kspace, width))
+
+
+def _normalised(maps: torch.Tensor) -> torch.Tensor:
+    rss = maps.abs().square().sum(1, keepdim=True).sqrt()
+    return maps / rss.clamp_min(1e-6 * rss.flatten(1).amax(1).view(-1, 1, 1, 1))
+
+
+def refine_maps(kspace: torch.Tensor, mask: np.ndarray, maps: torch.Tensor, *, rounds: int = 3,
+                support: int = 5, tikhonov: float = 0.3, map_weight: float = 1e-3, num_iters: int = 30) -> torch.Tensor:
+    """JSENSE refinement of ``maps`` ``(S, C, H, W)`` with all of ``kspace`` ``(S, C, H, W)`` (see the
+    module docstring): ``(S, C, H, W)``, ``sum_c |S_c|^2 = 1``."""
+    from .classical import sense
+
+    height, width = kspace.shape[-2:]
+    box = torch.zeros(height, width)
+    rows, cols = min(support, height), min(support, width)
+    box[height // 2 - rows // 2:height // 2 - rows // 2 + rows, width // 2 - cols // 2:width // 2 - cols // 2 + cols] = 1
+    box = box.to(kspace.real.dtype)
+    m = torch.as_tensor(np.asarray(mask), dtype=kspace.real.dtype)
+    m = m.reshape(1, 1, 1, -1) if m.ndim == 1 else m
+    y = kspace * m
+    for _ in range(rounds):
+        x = sense(kspace, maps, m, tikhonov=tikhonov)
+
+        def forward(g: torch.Tensor) -> torch.Tensor:
+            return m * fft2c(x * ifft2c(box * g))
+
+        def normal(gr: torch.Tensor) -> torch.Tensor:
+            g = torch.view_as_complex(gr.contiguous())
+            return torch.view_as_real(box * fft2c(x.conj() * ifft2c(m * forward(g))) + map_weight * g)
+
+        b = torch.view_as_real(box * fft2c(x.conj() * ifft2c(y)))
+        start = torch.view_as_real(box * fft2c(maps))
+        g = torch.view_as_complex(conjugate_gradient(normal, b, start, num_iters=num_iters).contiguous())
+        maps = _normalised(ifft2c(box * g))
+    return maps
+
+
+def _jsense_maps(kspace: torch.Tensor, width: int, mask: np.ndarray) -> torch.Tensor:
+    return refine_maps(kspace, mask, _lowres_maps(kspace, width), support=max(5, width))
 
 
 def _espirit_maps(kspace: torch.Tensor, width: int) -> torch.Tensor:
@@ -79,7 +125,8 @@ def _espirit_maps(kspace: torch.Tensor, width: int) -> torch.Tensor:
     return maps
 
 
-COIL_MAP_METHODS = {"lowres": _lowres_maps, "espirit": _espirit_maps}
+COIL_MAP_METHODS = {"lowres": _lowres_maps, "jsense": _jsense_maps, "espirit": _espirit_maps}
+NEEDS_MASK = {"jsense"}
 
 
 def estimate_coil_maps(kspace: torch.Tensor, mask: np.ndarray, method: str = "lowres") -> torch.Tensor:
@@ -87,7 +134,10 @@ def estimate_coil_maps(kspace: torch.Tensor, mask: np.ndarray, method: str = "lo
     calibration region (the fully sampled central columns of ``mask``)."""
     if method not in COIL_MAP_METHODS:
         raise ValueError(f"coil_maps must be one of {sorted(COIL_MAP_METHODS)} (or 'file'), got {method!r}.")
-    return COIL_MAP_METHODS[method](kspace, calibration_width(mask))
+    width = calibration_width(mask)
+    if method in NEEDS_MASK:
+        return COIL_MAP_METHODS[method](kspace, width, mask)
+    return COIL_MAP_METHODS[method](kspace, width)
 
 
 def calibration_phase(kspace: torch.Tensor, maps: torch.Tensor, mask: np.ndarray) -> torch.Tensor:

@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 from ..operators import kspace_mask
-from ..operators.linear_solve import conjugate_gradient
 from ..operators.mri import MRI, fft2c, ifft2c
+from .classical import CS_TV_WEIGHTS, SENSE_WEIGHTS, choose_weight, cs_tv, sense, zero_filled_rss
 from .coils import calibration_phase, estimate_coil_maps
 from .reader import describe_mask
 
 __all__ = ["MagnitudeProblem", "crop_kspace", "crop_image_lowpass", "undersample", "zero_filled_rss", "sense",
-           "build_problem"]
+           "cs_tv", "build_problem"]
 
 
 def _centre_slices(full: int, size: int) -> slice:
@@ -74,28 +74,6 @@ def undersample(kspace: np.ndarray, acceleration: float, center_fraction: float,
     return kspace * mask, mask
 
 
-def zero_filled_rss(kspace: torch.Tensor) -> torch.Tensor:
-    """Root-sum-of-squares of the zero-filled coil images: ``(S, C, H, W) -> (S, H, W)``."""
-    return ifft2c(kspace).abs().square().sum(1).sqrt()
-
-
-def sense(kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, *, num_iters: int = 30,
-          tikhonov: float = 0.01) -> torch.Tensor:
-    """SENSE: complex ``x (S, 1, H, W)`` from ``num_iters`` CG iterations on
-    ``(A^H A + tikhonov I) x = A^H y``, ``A = M F S`` (from zero). The Tikhonov term (relative to
-    ``||A|| <= 1`` for maps with ``sum_c |S_c|^2 = 1``) keeps the noise in the poorly conditioned
-    directions from growing: unregularised, 30 iterations at 3.2x lost 10 dB to zero filling."""
-    operator = MRI(mask, coil_maps=maps)
-
-    def normal(xr: torch.Tensor) -> torch.Tensor:  # CG runs on the real view of the complex image
-        x = torch.view_as_complex(xr.contiguous())
-        return torch.view_as_real(operator.adjoint(operator(x)) + tikhonov * x)
-
-    b = torch.view_as_real(operator.adjoint(kspace))
-    x = conjugate_gradient(normal, b, torch.zeros_like(b), num_iters=num_iters)
-    return torch.view_as_complex(x.contiguous())
-
-
 @dataclass
 class MagnitudeProblem:
     """The real-valued problem of one file's slices on the prior's grid (see the module docstring).
@@ -104,7 +82,9 @@ class MagnitudeProblem:
         y: ``(S, C, h, w)`` complex, the measurement ``y'`` the solvers see.
         operator: the ``mri`` operator ``A'`` (coil maps ``S' = S exp(i phi)``, the cropped mask).
         scale: ``s``, the magnitude that ``x = 1`` stands for.
-        zero_filled, sense: classical reconstructions' magnitudes ``(S, h, w)`` in the data's units.
+        zero_filled, sense, cs_tv: the classical references' magnitudes ``(S, h, w)`` in the data's
+            units (:mod:`.classical`; ``cs_tv`` None unless asked for).
+        weights: the references' weights per slice (``sense_tikhonov``, ``cs_tv_lam``), as chosen.
         acceleration, central: of the mask on the prior's grid.
     """
 
@@ -115,6 +95,8 @@ class MagnitudeProblem:
     sense: torch.Tensor
     acceleration: float
     central: int
+    cs_tv: torch.Tensor | None = None
+    weights: dict | None = None
 
     def magnitude(self, x: torch.Tensor) -> torch.Tensor:
         """Prior-scale images ``(S, 1, h, w)`` in [-1, 1] -> magnitudes ``(S, h, w)`` in the data's units."""
@@ -129,10 +111,15 @@ def _object_percentile(magnitude: torch.Tensor, q: float = 99.5, floor: float = 
 
 def build_problem(kspace: np.ndarray, mask: np.ndarray, size: tuple[int, int], *, coil_maps: str = "lowres",
                   maps: np.ndarray | None = None, use_phase: bool = True, intensity_scale: float | None = None,
-                  sense_iters: int = 30, sense_tikhonov: float = 0.01) -> MagnitudeProblem:
+                  sense_iters: int = 30, sense_tikhonov: float | str = "auto",
+                  cs_tv_lam: float | str | None = None, seed: int = 0) -> MagnitudeProblem:
     """Crop ``kspace`` ``(S, C, H, W)`` (unsampled entries zero) to ``size``, estimate the maps with the
     ``coil_maps`` method (or crop the given ``maps`` ``(S, C, H, W)``; the method is then unused) and
-    the phase, and form the solvers' problem."""
+    the phase, compute the classical references and form the solvers' problem.
+
+    ``sense_tikhonov`` / ``cs_tv_lam``: a weight, or ``"auto"`` for the k-space cross-validation rule
+    per slice (:func:`~.classical.choose_weight`, folds seeded by ``seed``); ``cs_tv_lam=None``
+    skips CS-TV."""
     k, m = crop_kspace(kspace, mask, size)
     k = torch.from_numpy(k)
     if maps is not None:
@@ -143,7 +130,14 @@ def build_problem(kspace: np.ndarray, mask: np.ndarray, size: tuple[int, int], *
         s_maps = estimate_coil_maps(k, m, coil_maps)
     phase = calibration_phase(k, s_maps, m) if use_phase else torch.ones_like(s_maps[:, :1])
     mask_t = torch.from_numpy(m.astype(np.float32))
-    x_sense = sense(k, s_maps, mask_t, num_iters=sense_iters, tikhonov=sense_tikhonov)
+    weights = {"sense_tikhonov": _weight(sense_tikhonov, "sense_tikhonov", sense, k, s_maps, mask_t, SENSE_WEIGHTS,
+                                         "tikhonov", seed, num_iters=sense_iters)}
+    x_sense = sense(k, s_maps, mask_t, num_iters=sense_iters, tikhonov=weights["sense_tikhonov"])
+    x_tv = None
+    if cs_tv_lam is not None:
+        weights["cs_tv_lam"] = _weight(cs_tv_lam, "cs_tv_lam", cs_tv, k, s_maps, mask_t, CS_TV_WEIGHTS, "lam", seed,
+                                       num_iters=200)
+        x_tv = cs_tv(k, s_maps, mask_t, lam=weights["cs_tv_lam"]).abs()[:, 0]
     scale = float(intensity_scale) if intensity_scale is not None else _object_percentile(x_sense.abs())
     if not scale > 0:
         raise ValueError(f"intensity_scale must be positive, got {scale!r} (is the k-space all zeros?).")
@@ -152,5 +146,15 @@ def build_problem(kspace: np.ndarray, mask: np.ndarray, size: tuple[int, int], *
     y = 2 * k / scale - operator(ones)
     acceleration, central = describe_mask(m)
     return MagnitudeProblem(
-        y=y, operator=operator, scale=scale, zero_filled=zero_filled_rss(k), sense=x_sense.abs()[:, 0], acceleration=acceleration, central=central,
+        y=y, operator=operator, scale=scale, zero_filled=zero_filled_rss(k), sense=x_sense.abs()[:, 0],
+        acceleration=acceleration, central=central, cs_tv=x_tv, weights={k: v.tolist() for k, v in weights.items()},
     )
+
+
+def _weight(value, name, method, kspace, maps, mask, grid, keyword, seed, **kwargs) -> torch.Tensor:
+    """``value`` per slice ``(S,)``: the number given, or the cross-validated choice for ``"auto"``."""
+    if value == "auto":
+        return choose_weight(method, kspace, maps, mask, grid, keyword=keyword, seed=seed, **kwargs)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{name} must be a non-negative number or 'auto', got {value!r}.")
+    return torch.full((kspace.shape[0],), float(value))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["KspaceFile", "read_kspace_file", "infer_mask", "describe_mask", "spacing_from_header"]
+__all__ = ["KspaceFile", "read_kspace_file", "infer_mask", "describe_mask", "spacing_from_header", "dicom_attributes"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class KspaceFile:
         attrs: the file's attributes (acquisition, max, norm, patient_id, ...).
         maps: complex ``(slices, coils, H, W)`` coil sensitivities when the file holds a
             ``sensitivity_maps`` dataset (not part of fastMRI), else None.
+        dicom: DICOM keywords -> values from the ISMRMRD header (patient, study, equipment,
+            sequence; :func:`dicom_attributes`) for the DICOM output.
     """
 
     name: str
@@ -54,6 +56,7 @@ class KspaceFile:
     spacing: tuple[float | None, float | None, float | None] = (None, None, None)
     attrs: dict = field(default_factory=dict)
     maps: np.ndarray | None = None
+    dicom: dict = field(default_factory=dict)
 
 
 def infer_mask(kspace: np.ndarray) -> np.ndarray:
@@ -112,8 +115,82 @@ def spacing_from_header(header: bytes | str | None) -> tuple[float | None, float
     return (rows, cols, fz)
 
 
+# ISMRMRD header element (path below the root) -> DICOM keyword, and how a value is written
+HEADER_TO_DICOM = {
+    ("subjectInformation", "patientName"): "PatientName",
+    ("subjectInformation", "patientID"): "PatientID",
+    ("subjectInformation", "patientBirthdate"): "PatientBirthDate",
+    ("subjectInformation", "patientGender"): "PatientSex",
+    ("studyInformation", "studyDate"): "StudyDate",
+    ("studyInformation", "studyTime"): "StudyTime",
+    ("studyInformation", "studyID"): "StudyID",
+    ("studyInformation", "accessionNumber"): "AccessionNumber",
+    ("studyInformation", "referringPhysicianName"): "ReferringPhysicianName",
+    ("studyInformation", "studyDescription"): "StudyDescription",
+    ("studyInformation", "studyInstanceUID"): "StudyInstanceUID",
+    ("measurementInformation", "patientPosition"): "PatientPosition",
+    ("measurementInformation", "frameOfReferenceUID"): "FrameOfReferenceUID",
+    ("acquisitionSystemInformation", "systemVendor"): "Manufacturer",
+    ("acquisitionSystemInformation", "systemModel"): "ManufacturerModelName",
+    ("acquisitionSystemInformation", "institutionName"): "InstitutionName",
+    ("acquisitionSystemInformation", "systemFieldStrength_T"): "MagneticFieldStrength",
+    ("sequenceParameters", "TR"): "RepetitionTime",
+    ("sequenceParameters", "TE"): "EchoTime",
+    ("sequenceParameters", "TI"): "InversionTime",
+    ("sequenceParameters", "flipAngle_deg"): "FlipAngle",
+    ("encoding", "echoTrainLength"): "EchoTrainLength",
+}
+PATIENT_SEX = {"M": "M", "F": "F", "O": "O", "MALE": "M", "FEMALE": "F", "OTHER": "O"}
+
+
+def _dicom_value(keyword: str, text: str) -> str | None:
+    text = text.strip()
+    if keyword in ("StudyDate", "PatientBirthDate"):
+        digits = text.replace("-", "")
+        return digits if len(digits) == 8 and digits.isdigit() else None
+    if keyword == "StudyTime":
+        digits = text.split(".")[0].replace(":", "")
+        return digits if digits.isdigit() else None
+    if keyword == "PatientSex":
+        return PATIENT_SEX.get(text.upper(), "O")
+    if keyword in ("RepetitionTime", "EchoTime", "InversionTime", "FlipAngle", "MagneticFieldStrength"):
+        try:
+            return f"{float(text):.6g}"
+        except ValueError:
+            return None
+    if keyword == "EchoTrainLength":
+        return text if text.isdigit() else None
+    return text[:64] or None
+
+
+def dicom_attributes(header: bytes | str | None) -> dict[str, str]:
+    """DICOM keywords -> values from an ISMRMRD XML header (:data:`HEADER_TO_DICOM`; the first value
+    of repeated sequence parameters); ``{}`` when absent or unreadable. Dates and times are turned
+    into DICOM's ``YYYYMMDD`` / ``HHMMSS``, gender into ``M`` / ``F`` / ``O``."""
+    if header is None:
+        return {}
+    try:
+        root = ET.fromstring(header.decode() if isinstance(header, bytes) else str(header))
+    except (ET.ParseError, UnicodeDecodeError):
+        return {}
+
+    def first(node, name):
+        return next((c for c in node if c.tag.split("}")[-1] == name), None)
+
+    out = {}
+    for (section, element), keyword in HEADER_TO_DICOM.items():
+        node = first(root, section)
+        leaf = first(node, element) if node is not None else None
+        if leaf is not None and leaf.text:
+            value = _dicom_value(keyword, leaf.text)
+            if value is not None:
+                out[keyword] = value
+    return out
+
+
 def read_kspace_file(path: str | Path) -> KspaceFile:
-    """Read and check one fastMRI-layout ``.h5`` file.
+    """Read and check one ``.h5`` k-space file: fastMRI layout, or ISMRMRD / MRD (detected by its
+    ``dataset`` group; :func:`~.mrd.read_mrd_file`).
 
     Raises:
         FileNotFoundError: no such file.
@@ -129,6 +206,10 @@ def read_kspace_file(path: str | Path) -> KspaceFile:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"k-space file {str(path)!r} does not exist.")
+    from .mrd import is_mrd_file, read_mrd_file
+
+    if is_mrd_file(path):
+        return read_mrd_file(path)
     try:
         content = FastMRIReader().read(str(path))
     except OSError as err:
@@ -181,4 +262,5 @@ def read_kspace_file(path: str | Path) -> KspaceFile:
         name=path.stem,
         kspace=kspace, mask=mask, mask_source=source, reference=reference,
         spacing=spacing_from_header(content.get("ismrmrd_header")), attrs=attrs, maps=maps,
+        dicom=dicom_attributes(content.get("ismrmrd_header")),
     )

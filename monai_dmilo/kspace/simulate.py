@@ -17,7 +17,7 @@ import torch
 
 from ..operators.mri import fft2c, ifft2c, simulate_coil_maps
 
-__all__ = ["smooth_phase", "simulate_kspace", "write_fastmri_h5"]
+__all__ = ["smooth_phase", "simulate_kspace", "write_fastmri_h5", "write_mrd_file"]
 
 HEADER = """<?xml version="1.0" encoding="utf-8"?>
 <ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">
@@ -81,3 +81,75 @@ def write_fastmri_h5(path: Path, data: dict, *, pixel_mm: float, thickness_mm: f
         f.attrs["max"] = float(data["reconstruction_rss"].max())
         f.attrs["norm"] = float(np.linalg.norm(data["reconstruction_rss"]))
         f.attrs["patient_id"] = patient_id
+
+
+def write_mrd_file(path: Path, kspace: np.ndarray, *, mask: np.ndarray | None = None, calibration: int = 0,
+                   pixel_mm: float = 1.0, thickness_mm: float = 1.0, noise_samples: int = 0, noise: float = 0.01,
+                   coil_noise: np.ndarray | None = None, seed: int = 0, acceleration: int = 1,
+                   subject: dict | None = None, study: dict | None = None, sequence: dict | None = None) -> None:
+    """``kspace`` ``(S, C, H, W)`` (H readout, W phase encoding) as an ISMRMRD / MRD file (the ``ismrmrd`` package).
+
+    Args:
+        mask: ``(W,)`` acquired phase-encoding lines (default all); the others are not written.
+        calibration: the central ``calibration`` lines are flagged ``ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING``.
+        noise_samples: > 0 writes a noise scan first (one acquisition of that many samples per
+            coil), complex Gaussian of standard deviation ``noise`` per real / imaginary part,
+            coloured by ``coil_noise`` ``(C, C)`` (the k-space is assumed to carry the same noise).
+        acceleration: written as the header's ``parallelImaging/accelerationFactor``.
+        subject, study, sequence: extra ``subjectInformation`` / ``studyInformation`` /
+            ``sequenceParameters`` fields (ismrmrd.xsd keyword arguments).
+    """
+    import ismrmrd
+    import ismrmrd.xsd as xsd
+
+    slices, coils, height, width = kspace.shape
+    mask = np.ones(width, bool) if mask is None else np.asarray(mask, bool)
+    space = xsd.encodingSpaceType(matrixSize=xsd.matrixSizeType(x=height, y=width, z=1),
+                                  fieldOfView_mm=xsd.fieldOfViewMm(x=height * pixel_mm, y=width * pixel_mm,
+                                                                   z=thickness_mm))
+    limits = xsd.encodingLimitsType(kspace_encoding_step_1=xsd.limitType(minimum=0, maximum=width - 1,
+                                                                         center=width // 2),
+                                    slice=xsd.limitType(minimum=0, maximum=slices - 1, center=slices // 2))
+    encoding = xsd.encodingType(encodedSpace=space, reconSpace=space, encodingLimits=limits,
+                                trajectory=xsd.trajectoryType.CARTESIAN,
+                                parallelImaging=xsd.parallelImagingType(accelerationFactor=xsd.accelerationFactorType(
+                                    kspace_encoding_step_1=int(acceleration), kspace_encoding_step_2=1)))
+    header = xsd.ismrmrdHeader(
+        experimentalConditions=xsd.experimentalConditionsType(H1resonanceFrequency_Hz=63_500_000),
+        encoding=[encoding],
+        subjectInformation=xsd.subjectInformationType(**(subject or {})),
+        studyInformation=xsd.studyInformationType(**(study or {})),
+        measurementInformation=xsd.measurementInformationType(patientPosition=xsd.patientPositionType.HFS,
+                                                              protocolName="monai_dmilo simulated"),
+        acquisitionSystemInformation=xsd.acquisitionSystemInformationType(receiverChannels=coils,
+                                                                          systemFieldStrength_T=1.5),
+        sequenceParameters=xsd.sequenceParametersType(**(sequence or {})),
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    dataset = ismrmrd.Dataset(str(path), "dataset", create_if_needed=True)
+    dataset.write_xml_header(xsd.ToXML(header))
+    rng = np.random.default_rng(seed)
+
+    def acquisition(data: np.ndarray) -> "ismrmrd.Acquisition":
+        acq = ismrmrd.Acquisition.from_array(np.ascontiguousarray(data, dtype=np.complex64))
+        acq.sample_time_us = 5.0
+        acq.center_sample = data.shape[1] // 2
+        return acq
+
+    if noise_samples:
+        white = noise * (rng.standard_normal((coils, noise_samples)) + 1j * rng.standard_normal((coils, noise_samples)))
+        acq = acquisition(white if coil_noise is None else coil_noise @ white)
+        acq.set_flag(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)
+        dataset.append_acquisition(acq)
+    centre = width // 2
+    for s in range(slices):
+        for step in np.flatnonzero(mask):
+            acq = acquisition(kspace[s, :, :, step])
+            acq.idx.kspace_encode_step_1 = int(step)
+            acq.idx.slice = s
+            if abs(int(step) - centre) <= (calibration - 1) // 2 + (calibration % 2 == 0 and step < centre):
+                acq.set_flag(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
+            dataset.append_acquisition(acq)
+    dataset.close()

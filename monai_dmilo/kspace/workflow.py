@@ -1,10 +1,11 @@
-"""The k-space workflow: every slice of every ``.h5`` in a folder reconstructed with a diffusion prior.
+"""The k-space workflow: every slice of every ``.h5`` in a folder (fastMRI layout or ISMRMRD / MRD)
+reconstructed with a diffusion prior.
 
 For each file (all files are read and checked before any work): retrospective undersampling when
 asked (``acceleration``; a file that is already undersampled is taken as it is), the problem on the
 prior's grid (:func:`~monai_dmilo.kspace.problem.build_problem`: crop, coil maps, phase, scale),
-the classical references (zero-filled RSS, SENSE, CS-TV with the same maps and phase) and the
-solver, all slices of the file in batches with per-slice seeds. Outputs in ``output_dir``:
+the classical references (:mod:`.classical`: zero-filled RSS, SENSE and CS-TV on the complex image
+with the same maps, their weights by k-space cross-validation unless given) and the solver, all slices of the file in batches with per-slice seeds. Outputs in ``output_dir``:
 
 * ``<file>.nii.gz``: the solver's magnitude volume ``(h, w, slices)`` with the voxel size from the
   header (scaled by the crop); ``references/<file>_<method>.nii.gz`` for the other methods;
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 METRICS_CSV = "kspace_metrics.csv"
 METHODS = ("zero_filled", "sense", "cs_tv")  # the classical references, before the solver
 OPTION_DEFAULTS = {"acceleration": None, "center_fraction": 0.08, "pattern": "equispaced", "coil_maps": "lowres",
-                   "batch_size": 8}
+                   "batch_size": 8, "sense_tikhonov": "auto", "cs_tv_lam": "auto"}
 
 
 def list_kspace_files(dataset_dir: str | Path, max_files: int | None = None) -> list[Path]:
@@ -58,7 +59,7 @@ def list_kspace_files(dataset_dir: str | Path, max_files: int | None = None) -> 
         raise FileNotFoundError(f"dataset_dir {str(dataset_dir)!r} is not an existing folder.")
     files = sorted(folder.glob("*.h5"))
     if not files:
-        raise ValueError(f"dataset_dir {str(dataset_dir)!r} holds no .h5 (fastMRI-layout k-space) files.")
+        raise ValueError(f"dataset_dir {str(dataset_dir)!r} holds no .h5 (fastMRI-layout or ISMRMRD / MRD k-space) files.")
     return files[:max_files] if max_files else files
 
 
@@ -143,10 +144,10 @@ def _write_nifti(volume: np.ndarray, spacing: Sequence[float], path: Path, outpu
 
 
 def reconstruct_file(
-    item: KspaceFile, *, generator: Any, solver: Any, solver_name: str, cs_tv: Any, output_dir: str | Path,
+    item: KspaceFile, *, generator: Any, solver: Any, solver_name: str, output_dir: str | Path,
     acceleration: float | None = None, center_fraction: float = 0.08, pattern: str = "equispaced",
     coil_maps: str = "lowres", use_phase: bool = True, seed: int = 0, batch_size: int = 8,
-    write_dicom: bool = True,
+    write_dicom: bool = True, sense_tikhonov: float | str = "auto", cs_tv_lam: float | str = "auto",
 ) -> list[dict[str, Any]]:
     """Reconstruct one file (see the module docstring); returns its metrics rows."""
     output_dir = Path(output_dir)
@@ -155,13 +156,13 @@ def reconstruct_file(
     _check_item(item, acceleration, coil_maps)
     kspace, mask, how = _prepare_kspace(item, acceleration, center_fraction, pattern, seed)
     maps = item.maps if coil_maps == "file" else None
-    problem = build_problem(kspace, mask, size, coil_maps=coil_maps, maps=maps, use_phase=use_phase)
+    problem = build_problem(kspace, mask, size, coil_maps=coil_maps, maps=maps, use_phase=use_phase,
+                            sense_tikhonov=sense_tikhonov, cs_tv_lam=cs_tv_lam, seed=seed)
     native_acceleration = describe_mask(mask)[0]
     logger.info("%s: %s; on the %dx%d grid acceleration %.2f with %d calibration columns, intensity scale %.4g",
                 item.name, how, *size, problem.acceleration, problem.central, problem.scale)
     seeds = [seed_from_name(f"{item.name}_s{k:03d}", seed) for k in range(problem.y.shape[0])]
-    images = {"zero_filled": problem.zero_filled.numpy(), "sense": problem.sense.numpy()}
-    images["cs_tv"] = problem.magnitude(_solve(problem, cs_tv, generator, seeds, batch_size)).numpy()
+    images = {"zero_filled": problem.zero_filled.numpy(), "sense": problem.sense.numpy(), "cs_tv": problem.cs_tv.numpy()}
     images[solver_name] = problem.magnitude(_solve(problem, solver, generator, seeds, batch_size)).numpy()
     reference = crop_image_lowpass(item.reference, size) if item.reference is not None else None
     scores = {name: _metrics(v, reference) for name, v in images.items()}
@@ -181,7 +182,7 @@ def reconstruct_file(
 
         description = f"monai_dmilo {solver_name} ({how})"
         for name, ds in dicom_series(images[solver_name], spacing=spacing, description=description,
-                                     uid_seed=f"{item.name}|{solver_name}|{seed}",
+                                     uid_seed=f"{item.name}|{solver_name}|{seed}", attributes=item.dicom,
                                      patient_id=str(item.attrs.get("patient_id", "anonymous"))):
             save_run_file(output_dir, output_dir / "dicom" / item.name / name,
                           lambda tmp, ds=ds: pydicom.dcmwrite(tmp, ds, enforce_file_format=True))
@@ -193,6 +194,8 @@ def reconstruct_file(
         "acceleration_grid": problem.acceleration, "calibration_columns": problem.central, "coil_maps": coil_maps,
         "phase": "calibration phase held fixed" if use_phase else "none (real image)",
         "intensity_scale": problem.scale, "voxel_mm": list(spacing), "solver": solver_name, "seeds": seeds,
+        "reference_weights": problem.weights, "format": item.attrs.get("format", "fastmri"),
+        **({"noise": item.attrs["whitening"]} if "whitening" in item.attrs else {}),
     }
     text = json.dumps(record, indent=2)
     save_run_file(output_dir, output_dir / "processing" / f"{item.name}.json", lambda tmp: tmp.write_text(text))
@@ -239,7 +242,7 @@ def _summary(output_dir: Path) -> dict[str, Any]:
 
 
 def check_options(*, acceleration: float | None, center_fraction: float, pattern: str, coil_maps: str,
-                  batch_size: int) -> None:
+                  batch_size: int, sense_tikhonov: float | str, cs_tv_lam: float | str) -> None:
     """One clear error for a bad workflow option, before any file is read."""
     from ..operators.masks import KSPACE_PATTERNS
     from .coils import COIL_MAP_METHODS
@@ -255,10 +258,13 @@ def check_options(*, acceleration: float | None, center_fraction: float, pattern
         raise ValueError(f"coil_maps must be one of {[*COIL_MAP_METHODS, 'file']}, got {coil_maps!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    for name, value in (("sense_tikhonov", sense_tikhonov), ("cs_tv_lam", cs_tv_lam)):
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0):
+            raise ValueError(f"{name} must be a non-negative number or 'auto' (k-space cross-validation), got {value!r}.")
 
 
 def run_kspace(
-    dataset_dir: str | Path, output_dir: str | Path, *, generator: Any, solver: Any, solver_name: str, cs_tv: Any,
+    dataset_dir: str | Path, output_dir: str | Path, *, generator: Any, solver: Any, solver_name: str,
     settings: Mapping[str, Any], overwrite: bool = False, max_files: int | None = None, **options: Any,
 ) -> dict[str, Any]:
     """Check the options and every file, then reconstruct the files not done yet; returns the
@@ -284,7 +290,7 @@ def run_kspace(
                 len(items) - len(todo), len(todo), out)
     for item in todo:
         try:
-            rows = reconstruct_file(item, generator=generator, solver=solver, solver_name=solver_name, cs_tv=cs_tv,
+            rows = reconstruct_file(item, generator=generator, solver=solver, solver_name=solver_name,
                                     output_dir=out, **options)
         except KeyboardInterrupt:
             logger.warning("interrupted during %s: it has no metrics rows and is redone by the same command; the "
