@@ -21,6 +21,9 @@ with the matrix and field of view, and the attributes ``acquisition``, ``max``, 
 ``patient_id``. Usage::
 
     python scripts/make_kspace_data.py --out_dir data_cache/kspace [--matrix 64] [--coils 8] [--slices 6]
+    # the same as ISMRMRD / MRD raw data as a scanner converter writes it: a noise scan, 4x undersampled
+    # with the central lines flagged as calibration (no reference image: MRD has none)
+    python scripts/make_kspace_data.py --out_dir data_cache/kspace_mrd --format mrd --acceleration 4
     # validation files from other slices (settings are chosen on these, never on the files above)
     python scripts/make_kspace_data.py --out_dir data_cache/kspace_val --slice_range 0.1 0.2 --slices 3 --seed 100
 """
@@ -36,7 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from monai_dmilo.kspace.simulate import simulate_kspace, write_fastmri_h5  # noqa: E402
+from monai_dmilo.kspace.problem import undersample  # noqa: E402
+from monai_dmilo.kspace.simulate import simulate_kspace, write_fastmri_h5, write_mrd_file  # noqa: E402
 
 ITK_T1 = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
 
@@ -51,6 +55,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="slices are taken evenly from this fraction of each stack (a disjoint range: validation data)")
     parser.add_argument("--noise", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", choices=["fastmri", "mrd"], default="fastmri")
+    parser.add_argument("--acceleration", type=float, default=None,
+                        help="MRD only: write only the lines of an equispaced mask (8 %% centre, flagged as calibration)")
     args = parser.parse_args(argv)
     from prepare_data import ORIENTATIONS, load_brain, volume_slices
 
@@ -64,8 +71,19 @@ def main(argv: list[str] | None = None) -> None:
         keep = np.linspace(len(images) * lo, len(images) * hi, args.slices).round().astype(int)
         data = simulate_kspace(images[keep], coils=args.coils, noise=args.noise, seed=args.seed + k)
         path = args.out_dir / f"itk_t1_{orientation}.h5"
-        write_fastmri_h5(path, data, pixel_mm=pixel_mm, thickness_mm=float(spacing[axis]),
-                         acquisition=f"T1_{orientation.upper()}", patient_id="itk-kmeanstest")
+        if args.format == "fastmri":
+            write_fastmri_h5(path, data, pixel_mm=pixel_mm, thickness_mm=float(spacing[axis]),
+                             acquisition=f"T1_{orientation.upper()}", patient_id="itk-kmeanstest")
+        else:
+            mask, calibration = None, 0
+            if args.acceleration:
+                _, mask = undersample(data["kspace"], args.acceleration, 0.08, seed=args.seed + k)
+                calibration = int(round(0.08 * args.matrix))
+            write_mrd_file(path, data["kspace"], mask=mask, calibration=calibration, pixel_mm=pixel_mm,
+                           thickness_mm=float(spacing[axis]), noise_samples=4096, noise=args.noise, seed=args.seed + k,
+                           acceleration=int(args.acceleration or 1),
+                           subject={"patientName": "KmeansTest^T1", "patientID": "itk-kmeanstest"},
+                           study={"studyDescription": f"T1 {orientation}"})
         print(f"wrote {path}: kspace {data['kspace'].shape}, {pixel_mm:.2f} mm pixels")
 
 

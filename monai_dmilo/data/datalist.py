@@ -131,11 +131,15 @@ def build_datalist(
     image_shape: Sequence[int] | None = None,
     path_keys: Sequence[str] = (),
     max_items: int | None = None,
+    pacs_dir: str | Path = "data_cache/pacs",
 ) -> list[dict]:
     """Build and validate the list of items a workflow will process.
 
     Args:
-        dataset_dir: a folder of images (used when ``datalist_file`` is empty).
+        dataset_dir: a folder of images (used when ``datalist_file`` is empty), or a PACS query
+            ``dicom://HOST:PORT/AET?StudyInstanceUID=...`` (:func:`~monai_dmilo.data.pacs.parse_pacs_url`):
+            the matching series are fetched (C-FIND + C-GET) into ``pacs_dir/<AET>_<key>_<uid>/``,
+            one folder per series, each a volume.
         datalist_file: a JSON datalist; takes precedence over ``dataset_dir``.
         image_shape: the prior's ``(C, H, W)``; when given, every image must have this ``(H, W)``.
         path_keys: other item keys holding file paths that must exist (measurements, masks...).
@@ -149,6 +153,14 @@ def build_datalist(
     """
     if datalist_file:
         items = read_datalist_file(datalist_file, path_keys=path_keys)
+    elif dataset_dir and str(dataset_dir).startswith("dicom://"):
+        from .pacs import parse_pacs_url, retrieve
+
+        peer, query = parse_pacs_url(str(dataset_dir))
+        key, uid = next(iter(query.items()))
+        folder = Path(pacs_dir) / "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{peer.aet}_{key}_{uid}")
+        retrieve(peer, query, folder)
+        items = list_images(folder)
     elif dataset_dir:
         items = list_images(dataset_dir)
     else:

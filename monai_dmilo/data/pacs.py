@@ -7,8 +7,9 @@ fetch input series with C-FIND + C-GET.
   association, an unreachable host or an instance the PACS rejects raises :class:`PacsError` with
   one line, and nothing on disk is touched (the caller retries later).
 * :func:`retrieve` finds the series of a study (or one series, or every series of a patient) with a
-  Study Root C-FIND and fetches them with C-GET into ``folder/<SeriesInstanceUID>/<SOPInstanceUID>.dcm``
-  (each series a folder: what :func:`~monai_dmilo.data.build_datalist` reads as one volume).
+  Study Root C-FIND and fetches them with C-GET into ``folder/<series>/<SOPInstanceUID>.dcm``, each
+  series a folder (what :func:`~monai_dmilo.data.build_datalist` reads as one volume) named by
+  :func:`series_folder_name`: series number, description and a digest of the series UID.
 * :func:`parse_pacs_url`: ``dicom://HOST:PORT/AET?StudyInstanceUID=...`` (or ``SeriesInstanceUID=``,
   ``PatientID=``), what ``evaluate.yaml`` / ``inference.yaml`` take as ``dataset_dir`` to read
   their input from a PACS.
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 from urllib.parse import parse_qs, urlparse
 
-__all__ = ["PacsError", "Peer", "parse_peer", "parse_pacs_url", "send_files", "retrieve", "CALLING_AET"]
+__all__ = ["PacsError", "Peer", "parse_peer", "parse_pacs_url", "send_files", "retrieve", "series_folder_name",
+           "CALLING_AET"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,9 @@ def _application(calling_aet: str):
     except ImportError:
         raise ImportError("talking to a PACS needs pynetdicom: pip install pynetdicom "
                           "(or pip install 'monai_dmilo[kspace]').") from None
+    quiet = logging.getLogger("pynetdicom")
+    if quiet.level == logging.NOTSET:  # its connection errors become our one line (PacsError)
+        quiet.setLevel(logging.CRITICAL)
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     return ae
@@ -126,6 +131,17 @@ def send_files(paths: Sequence[str | Path], destination: Peer | str, *, calling_
     return len(datasets)
 
 
+def series_folder_name(ds) -> str:
+    """``S<number>_<description>_<8 hex digits of the series UID's SHA-1>``: readable, file-name safe,
+    unique per series (UIDs themselves are long and full of dots, which file stems cut)."""
+    import hashlib
+
+    description = "".join(c if c.isalnum() else "-" for c in str(ds.get("SeriesDescription", "")))[:32].strip("-")
+    number = ds.get("SeriesNumber")
+    digest = hashlib.sha1(str(ds.SeriesInstanceUID).encode()).hexdigest()[:8]
+    return "_".join(p for p in (f"S{int(number):03d}" if number not in (None, "") else "S", description, digest) if p)
+
+
 def _find_series(ae, peer: Peer, query: dict[str, str]) -> list[str]:
     from pydicom.dataset import Dataset
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
@@ -155,7 +171,7 @@ def retrieve(source: Peer | str, query: dict[str, str], folder: str | Path, *, c
     """Fetch the series matching ``query`` (keys of :data:`QUERY_KEYS`) from ``source`` into ``folder``.
 
     Returns:
-        one folder per series, sorted by Series Instance UID.
+        one folder per series (sorted by Series Instance UID).
 
     Raises:
         PacsError: no association, a failed C-GET, or nothing matching the query.
@@ -180,9 +196,10 @@ def retrieve(source: Peer | str, query: dict[str, str], folder: str | Path, *, c
     def store(event):
         ds = event.dataset
         ds.file_meta = event.file_meta
-        target = folder / str(ds.SeriesInstanceUID) / f"{ds.SOPInstanceUID}.dcm"
+        target = folder / series_folder_name(ds) / f"{ds.SOPInstanceUID}.dcm"
         target.parent.mkdir(parents=True, exist_ok=True)
         ds.save_as(target, enforce_file_format=True)
+        stored.add(target.parent)
         return 0x0000
 
     out = []
@@ -191,6 +208,7 @@ def retrieve(source: Peer | str, query: dict[str, str], folder: str | Path, *, c
         identifier.QueryRetrieveLevel = "SERIES"
         identifier.StudyInstanceUID = study_uid
         identifier.SeriesInstanceUID = series_uid
+        stored: set[Path] = set()
         assoc = _associate(ae, peer, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, store)])
         try:
             last = None
@@ -201,7 +219,8 @@ def retrieve(source: Peer | str, query: dict[str, str], folder: str | Path, *, c
                                 f"{'none' if last is None else hex(last.Status)}).")
         finally:
             assoc.release()
-        out.append(folder / series_uid)
-        logger.info("retrieved series %s from %s: %d instances", series_uid, peer,
-                    len(list((folder / series_uid).glob("*.dcm"))))
+        for path in sorted(stored):
+            out.append(path)
+            logger.info("retrieved series %s from %s into %s: %d instances", series_uid, peer, path,
+                        len(list(path.glob("*.dcm"))))
     return out

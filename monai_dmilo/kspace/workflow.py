@@ -15,6 +15,12 @@ with the same maps, their weights by k-space cross-validation unless given) and 
 * ``kspace_metrics.csv`` (one row per slice and method: PSNR/SSIM against the file's reference,
   brought to the same grid, when the file holds one) and ``kspace_summary.json``.
 
+With ``dicom_destination`` (``HOST:PORT:AET``) each file's DICOM series is sent to that PACS with
+C-STORE as soon as the file is finished (:mod:`monai_dmilo.data.pacs`); ``dicom_sent.json`` records
+what was stored where. A refused or unreachable destination costs nothing: the files stay on disk,
+the run goes on, it ends with one line saying how many series were not sent, and a rerun of the
+same command sends them.
+
 A rerun with the same settings skips the files already done; other settings need ``overwrite``.
 """
 from __future__ import annotations
@@ -42,6 +48,7 @@ __all__ = ["check_options", "list_kspace_files", "reconstruct_file", "run_kspace
 logger = logging.getLogger(__name__)
 
 METRICS_CSV = "kspace_metrics.csv"
+SENT_JSON = "dicom_sent.json"
 METHODS = ("zero_filled", "sense", "cs_tv")  # the classical references, before the solver
 OPTION_DEFAULTS = {"acceleration": None, "center_fraction": 0.08, "pattern": "equispaced", "coil_maps": "lowres",
                    "batch_size": 8, "sense_tikhonov": "auto", "cs_tv_lam": "auto"}
@@ -241,6 +248,32 @@ def _summary(output_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def _send_series(out: Path, names: list[str], destination: str) -> list[str]:
+    """C-STORE ``out/dicom/<name>/`` for each name not yet recorded as sent to ``destination``;
+    returns the names that could not be sent (each failure logged in one line)."""
+    from ..data.pacs import PacsError, send_files
+
+    ledger_path = out / SENT_JSON
+    ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
+    sent = ledger.setdefault(destination, [])
+    failed = []
+    for name in names:
+        files = sorted((out / "dicom" / name).glob("*.dcm"))
+        if name in sent or not files:
+            continue
+        try:
+            count = send_files(files, destination)
+        except PacsError as err:
+            logger.warning("%s: DICOM series not sent: %s", name, err)
+            failed.append(name)
+            continue
+        sent.append(name)
+        text = json.dumps(ledger, indent=2)
+        save_run_file(out, ledger_path, lambda tmp: tmp.write_text(text))
+        logger.info("%s: %d DICOM instances stored on %s", name, count, destination)
+    return failed
+
+
 def check_options(*, acceleration: float | None, center_fraction: float, pattern: str, coil_maps: str,
                   batch_size: int, sense_tikhonov: float | str, cs_tv_lam: float | str) -> None:
     """One clear error for a bad workflow option, before any file is read."""
@@ -265,7 +298,8 @@ def check_options(*, acceleration: float | None, center_fraction: float, pattern
 
 def run_kspace(
     dataset_dir: str | Path, output_dir: str | Path, *, generator: Any, solver: Any, solver_name: str,
-    settings: Mapping[str, Any], overwrite: bool = False, max_files: int | None = None, **options: Any,
+    settings: Mapping[str, Any], overwrite: bool = False, max_files: int | None = None,
+    dicom_destination: str | None = None, **options: Any,
 ) -> dict[str, Any]:
     """Check the options and every file, then reconstruct the files not done yet; returns the
     summary per method."""
@@ -274,6 +308,12 @@ def run_kspace(
     for item in items:
         _check_item(item, options.get("acceleration"), options.get("coil_maps", OPTION_DEFAULTS["coil_maps"]))
     overwrite = as_bool("overwrite", overwrite)
+    if dicom_destination:
+        from ..data.pacs import parse_peer
+
+        dicom_destination = str(parse_peer(dicom_destination))
+        if not as_bool("write_dicom", options.get("write_dicom", True)):
+            raise ValueError("dicom_destination needs write_dicom: true (the series sent are the ones written).")
     for key in ("use_phase", "write_dicom"):
         if key in options:
             options[key] = as_bool(key, options[key])
@@ -288,6 +328,7 @@ def run_kspace(
     todo = [i for i in items if i.name not in done]
     logger.info("%d k-space files, %d already done, %d to reconstruct; outputs in %s", len(items),
                 len(items) - len(todo), len(todo), out)
+    unsent = _send_series(out, [i.name for i in items if i.name in done], dicom_destination) if dicom_destination else []
     for item in todo:
         try:
             rows = reconstruct_file(item, generator=generator, solver=solver, solver_name=solver_name,
@@ -297,10 +338,17 @@ def run_kspace(
                            "files finished before it are kept.", item.name)
             raise SystemExit(130) from None
         _append_rows(out, rows)
+        if dicom_destination:
+            unsent += _send_series(out, [item.name], dicom_destination)
     summary = _summary(out)
     for method, entry in summary.items():
         if "psnr" in entry:
             logger.info("%-12s PSNR %.2f +- %.2f dB, SSIM %.3f +- %.3f over %d slices", method,
                         entry["psnr"]["mean"], entry["psnr"]["std"], entry["ssim"]["mean"], entry["ssim"]["std"],
                         entry["slices"])
+    if unsent:
+        from ..data.pacs import PacsError
+
+        raise PacsError(f"{len(unsent)} DICOM series not sent to {dicom_destination} ({', '.join(unsent)}); they are "
+                        f"in {out / 'dicom'}: rerun the same command to send them.")
     return summary
