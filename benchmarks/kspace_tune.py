@@ -3,13 +3,14 @@
 For each acceleration, every validation file is undersampled and turned into the magnitude problem
 exactly as ``bundle/configs/kspace.yaml`` does; each candidate setting is scored by the mean PSNR over
 all validation slices against the file's reference; the best is printed per acceleration, and the
-rule is: the setting best on average over the accelerations. Grids: CS-TV's ``lam`` and, with
-``--solver dmilo``, DMILO's ``num_inner`` (the rest of its ``inpainting_dmilo`` preset unchanged).
+rule is: the setting best on average over the accelerations. Grid: DMILO's ``num_inner`` (the rest
+of its ``inpainting_dmilo`` preset unchanged). The classical references need no tuning here: their
+weights are chosen per slice by k-space cross-validation (``monai_dmilo.kspace.classical``).
 
 Usage::
 
     python scripts/make_kspace_data.py --out_dir data_cache/kspace_val --slice_range 0.1 0.2 --slices 3 --seed 100
-    python benchmarks/kspace_tune.py [--dataset_dir data_cache/kspace_val] [--solver tv] [--accelerations 4 8]
+    python benchmarks/kspace_tune.py [--dataset_dir data_cache/kspace_val] [--solver dmilo] [--accelerations 4 8]
 """
 from __future__ import annotations
 
@@ -29,8 +30,7 @@ from monai_dmilo.kspace.workflow import list_kspace_files  # noqa: E402
 from monai_dmilo.networks.priors import build_generator  # noqa: E402
 from monai_dmilo.solvers import build, load_solver_preset  # noqa: E402
 
-GRIDS = {"tv": ("inpainting_tv", "lam", [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]),
-         "dmilo": ("inpainting_dmilo", "num_inner", [10, 20, 50])}
+GRIDS = {"dmilo": ("inpainting_dmilo", "num_inner", [10, 20, 50])}
 
 
 def psnr(images: np.ndarray, reference: np.ndarray) -> list[float]:
@@ -41,7 +41,7 @@ def psnr(images: np.ndarray, reference: np.ndarray) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset_dir", default="data_cache/kspace_val")
-    parser.add_argument("--solver", choices=sorted(GRIDS), default="tv")
+    parser.add_argument("--solver", choices=sorted(GRIDS), default="dmilo")
     parser.add_argument("--accelerations", type=float, nargs="+", default=[4, 8])
     parser.add_argument("--model_config", default=str(REPO / "configs" / "models" / "brain_mri_32.yaml"))
     args = parser.parse_args()
