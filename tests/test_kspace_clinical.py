@@ -306,3 +306,17 @@ def test_written_mr_instances_pass_dciodvfy(tmp_path, attributes):
         assert "MRImage" in report
         errors = [line for line in report.splitlines() if line.startswith("Error")]
         assert not errors, report
+
+
+def test_fit_intensity_undoes_the_shrinkage(few_lines):
+    """Noise-free, exact maps, fully sampled: strong Tikhonov shrinks SENSE by 1 / (1 + lam); the
+    data-fitted scale brings it back to the true image."""
+    from monai_dmilo.kspace.classical import fit_intensity
+
+    data = simulate_kspace(phantom(2, 32), coils=4, noise=0.0, seed=4, with_maps=True)
+    k, maps = torch.from_numpy(data["kspace"]), torch.from_numpy(data["sensitivity_maps"])
+    ones = torch.ones(32)
+    shrunk = sense(k, maps, ones, tikhonov=1.0)
+    truth = sense(k, maps, ones, tikhonov=0.0)
+    assert float((shrunk.abs() / truth.abs().clamp_min(1e-6))[truth.abs() > 0.1].mean()) == pytest.approx(0.5, abs=0.01)
+    torch.testing.assert_close(fit_intensity(shrunk, k, maps, ones), truth, atol=1e-4, rtol=1e-3)

@@ -11,10 +11,19 @@ zero) with the forward model ``A x = M F (S_c x)`` (coil maps ``S_c``, centred o
   ``sum_pixels sqrt(|dx|^2 + |dy|^2)`` with periodic forward differences (as BART's),
   ``s = max |A^H y|`` (so ``lam`` does not depend on the data's units), by the primal-dual
   algorithm of Chambolle and Pock (2011): the objective of ``bart pics -R T:3:0:lam*s``.
+* :func:`fit_intensity`: the factor ``c = Re<A x, y> / ||A x||^2`` per slice that fits ``c x`` to
+  the data best; regularisation shrinks intensities (Tikhonov towards zero most), and the workflow
+  reports its references as ``c x`` so that they are in the data's units (PSNR after a
+  least-squares intensity scale, and the comparison with BART, do not change).
 * :func:`choose_weight`: the weights' GT-free rule, k-space cross-validation. The acquired samples
   are split at random (seeded) into ``folds`` parts; for each weight on the grid and each part the
-  method reconstructs from the other parts and predicts the held-out samples; the weight with the
-  smallest total prediction error (per slice) is chosen, and the method is rerun on all samples.
+  method reconstructs from the other parts and predicts the held-out samples; of the weights whose
+  total prediction error (per slice) is within one standard error (over the folds) of the smallest,
+  the largest is chosen (the "one-standard-error rule" of cross-validation: the most regularised
+  result the data cannot tell from the best), and the method is rerun on all samples. Against the
+  plain minimum it keeps SENSE above zero filling on every demo slice at 4x and 8x and gains
+  0.7 dB with 3 calibration columns, for 0.03-0.26 dB on the demo files
+  (``docs/benchmarks/kspace_bart.md``).
   It needs no noise level and sees the model's errors (imperfect coil maps) as well as the noise,
   which the discrepancy principle does not: with few calibration lines the maps are poor, no
   weight fits the data to the noise level, and the discrepancy principle would take the smallest.
@@ -31,7 +40,7 @@ import torch
 from ..operators.linear_solve import conjugate_gradient
 from ..operators.mri import MRI, ifft2c
 
-__all__ = ["zero_filled_rss", "sense", "cs_tv", "tv_scale", "choose_weight", "SENSE_WEIGHTS", "CS_TV_WEIGHTS"]
+__all__ = ["zero_filled_rss", "sense", "cs_tv", "tv_scale", "fit_intensity", "choose_weight", "SENSE_WEIGHTS", "CS_TV_WEIGHTS"]
 
 SENSE_WEIGHTS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 CS_TV_WEIGHTS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
@@ -98,12 +107,22 @@ def cs_tv(kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, *, lam: 
     return x
 
 
+def fit_intensity(x: torch.Tensor, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``c x`` with ``c = Re<A x, y> / ||A x||^2`` per slice (see the module docstring); ``x (S, 1, H, W)``."""
+    predicted = MRI(mask, coil_maps=maps)(x)
+    num = (predicted.conj() * kspace).real.flatten(1).sum(1)
+    den = predicted.abs().square().flatten(1).sum(1).clamp_min(1e-30)
+    return x * (num / den).clamp_min(0).reshape(-1, 1, 1, 1).to(x.real.dtype)
+
+
 def choose_weight(
     method: Callable[..., torch.Tensor], kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor,
-    weights: Sequence[float], *, keyword: str, folds: int = 5, seed: int = 0, **kwargs,
+    weights: Sequence[float], *, keyword: str, folds: int = 5, seed: int = 0, one_standard_error: bool = True,
+    **kwargs,
 ) -> torch.Tensor:
-    """The weight ``(S,)`` per slice of ``weights`` with the smallest k-space cross-validation error of
-    ``method(kspace, maps, mask, **{keyword: weight}, **kwargs)`` (see the module docstring).
+    """The weight ``(S,)`` per slice of ``weights`` chosen by k-space cross-validation of
+    ``method(kspace, maps, mask, **{keyword: weight}, **kwargs)`` (see the module docstring;
+    ``one_standard_error=False``: the weight with the smallest error).
 
     Args:
         mask: the acquired locations, broadcastable to ``(H, W)`` (a column mask ``(W,)`` or ``(H, W)``).
@@ -112,13 +131,19 @@ def choose_weight(
     acquired = torch.broadcast_to(mask.reshape(-1, width) if mask.ndim == 1 else mask, (height, width)) > 0
     rng = torch.Generator().manual_seed(int(seed))
     fold_of = torch.randint(0, folds, (height, width), generator=rng)
-    errors = torch.zeros(len(weights), kspace.shape[0], dtype=torch.float64)
+    errors = torch.zeros(len(weights), folds, kspace.shape[0], dtype=torch.float64)
     for j in range(folds):
         train = (acquired & (fold_of != j)).to(kspace.real.dtype)
         test = (acquired & (fold_of == j)).to(kspace.real.dtype)
         for i, weight in enumerate(weights):
             x = method(kspace * train, maps, train, **{keyword: weight}, **kwargs)
             predicted = MRI(test, coil_maps=maps)(x)
-            errors[i] += (predicted - kspace * test).abs().square().flatten(1).sum(1).double()
-    best = errors.argmin(0)
+            errors[i, j] = (predicted - kspace * test).abs().square().flatten(1).sum(1).double()
+    total = errors.sum(1)  # (weights, S)
+    best = total.argmin(0)
+    if one_standard_error:  # the largest weight whose total error is within one standard error of the best
+        standard_error = errors.std(1) * folds ** 0.5  # of the total over the folds
+        limit = total.gather(0, best[None])[0] + standard_error.gather(0, best[None])[0]
+        for i in sorted(range(len(weights)), key=lambda i: float(weights[i])):
+            best = torch.where(total[i] <= limit, torch.full_like(best, i), best)
     return torch.tensor([float(weights[b]) for b in best], dtype=kspace.real.dtype)

@@ -26,7 +26,7 @@ import torch
 
 from ..operators import kspace_mask
 from ..operators.mri import MRI, fft2c, ifft2c
-from .classical import CS_TV_WEIGHTS, SENSE_WEIGHTS, choose_weight, cs_tv, sense, zero_filled_rss
+from .classical import CS_TV_WEIGHTS, SENSE_WEIGHTS, choose_weight, cs_tv, fit_intensity, sense, zero_filled_rss
 from .coils import calibration_phase, estimate_coil_maps
 from .reader import describe_mask
 
@@ -83,7 +83,8 @@ class MagnitudeProblem:
         operator: the ``mri`` operator ``A'`` (coil maps ``S' = S exp(i phi)``, the cropped mask).
         scale: ``s``, the magnitude that ``x = 1`` stands for.
         zero_filled, sense, cs_tv: the classical references' magnitudes ``(S, h, w)`` in the data's
-            units (:mod:`.classical`; ``cs_tv`` None unless asked for).
+            units (:mod:`.classical`, scaled by :func:`~.classical.fit_intensity`; ``cs_tv`` None
+            unless asked for).
         weights: the references' weights per slice (``sense_tikhonov``, ``cs_tv_lam``), as chosen.
         acceleration, central: of the mask on the prior's grid.
     """
@@ -132,12 +133,13 @@ def build_problem(kspace: np.ndarray, mask: np.ndarray, size: tuple[int, int], *
     mask_t = torch.from_numpy(m.astype(np.float32))
     weights = {"sense_tikhonov": _weight(sense_tikhonov, "sense_tikhonov", sense, k, s_maps, mask_t, SENSE_WEIGHTS,
                                          "tikhonov", seed, num_iters=sense_iters)}
-    x_sense = sense(k, s_maps, mask_t, num_iters=sense_iters, tikhonov=weights["sense_tikhonov"])
+    x_sense = fit_intensity(sense(k, s_maps, mask_t, num_iters=sense_iters, tikhonov=weights["sense_tikhonov"]),
+                            k, s_maps, mask_t)
     x_tv = None
     if cs_tv_lam is not None:
         weights["cs_tv_lam"] = _weight(cs_tv_lam, "cs_tv_lam", cs_tv, k, s_maps, mask_t, CS_TV_WEIGHTS, "lam", seed,
                                        num_iters=200)
-        x_tv = cs_tv(k, s_maps, mask_t, lam=weights["cs_tv_lam"]).abs()[:, 0]
+        x_tv = fit_intensity(cs_tv(k, s_maps, mask_t, lam=weights["cs_tv_lam"]), k, s_maps, mask_t).abs()[:, 0]
     scale = float(intensity_scale) if intensity_scale is not None else _object_percentile(x_sense.abs())
     if not scale > 0:
         raise ValueError(f"intensity_scale must be positive, got {scale!r} (is the k-space all zeros?).")
