@@ -37,7 +37,7 @@ from monai_dmilo.kspace.bart import bart_caldir, bart_pics  # noqa: E402
 from monai_dmilo.kspace.classical import (  # noqa: E402
     CS_TV_WEIGHTS, SENSE_WEIGHTS, choose_weight, cs_tv, sense, tv_scale, zero_filled_rss,
 )
-from monai_dmilo.kspace.coils import estimate_coil_maps  # noqa: E402
+from monai_dmilo.kspace.coils import calibration_width, estimate_coil_maps  # noqa: E402
 from monai_dmilo.kspace.problem import build_problem, crop_image_lowpass, crop_kspace, undersample  # noqa: E402
 from monai_dmilo.kspace.reader import read_kspace_file  # noqa: E402
 from monai_dmilo.kspace.workflow import list_kspace_files  # noqa: E402
@@ -152,8 +152,6 @@ def main() -> None:
         weights = bart_validation_weights(load(args.val_dir, acc), {"l2": SENSE_WEIGHTS, "tv": CS_TV_WEIGHTS})
         for folder in args.sets:
             files = load(folder, acc)
-            from monai_dmilo.kspace.coils import calibration_width
-
             central = calibration_width(files[0][2])
             rows, below = evaluate(files, weights, dmilo)
             slices = len(rows["zero-filled RSS"])

@@ -308,7 +308,7 @@ def test_written_mr_instances_pass_dciodvfy(tmp_path, attributes):
         assert not errors, report
 
 
-def test_fit_intensity_undoes_the_shrinkage(few_lines):
+def test_fit_intensity_undoes_the_shrinkage():
     """Noise-free, exact maps, fully sampled: strong Tikhonov shrinks SENSE by 1 / (1 + lam); the
     data-fitted scale brings it back to the true image."""
     from monai_dmilo.kspace.classical import fit_intensity

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 CALLING_AET = "MONAI_DMILO"
 QUERY_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "PatientID")
+MAX_CONTEXTS = 128  # presentation contexts one association may request (DICOM PS3.8); C-GET needs one of them
 
 
 class PacsError(ValueError):
@@ -188,7 +189,7 @@ def retrieve(source: Peer | str, query: dict[str, str], folder: str | Path, *, c
         raise PacsError(f"PACS {peer} holds no series matching {query}.")
     ae = _application(calling_aet)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    classes = list(storage_classes) if storage_classes else [c.abstract_syntax for c in StoragePresentationContexts][:120]
+    classes = list(storage_classes or [c.abstract_syntax for c in StoragePresentationContexts])[:MAX_CONTEXTS - 1]
     for sop_class in classes:
         ae.add_requested_context(sop_class)
     roles = [build_role(c, scp_role=True) for c in classes]

@@ -7,7 +7,8 @@ the dimensions, the ``.cfl`` holds complex64 values in column-major (Fortran) or
 readout, 1 = phase encoding, 3 = coils.
 
 Both use the centred orthonormal 2D FFT, so a k-space array ``(C, H, W)`` of ours is BART's
-``(H, W, 1, C)`` as it is, and an image reconstructed by ``pics`` on it equals ours pixel for pixel.
+``(H, W, 1, C)`` as it is, and ``pics`` reconstructs on our pixel grid (SENSE agrees with ours to
+0.01 dB, CS-TV within 0.1 dB: BART's ADMM and our primal-dual iterations stop at different points).
 """
 from __future__ import annotations
 

@@ -40,10 +40,16 @@ import torch
 from ..operators.linear_solve import conjugate_gradient
 from ..operators.mri import MRI, ifft2c
 
-__all__ = ["zero_filled_rss", "sense", "cs_tv", "tv_scale", "fit_intensity", "choose_weight", "SENSE_WEIGHTS", "CS_TV_WEIGHTS"]
+__all__ = ["zero_filled_rss", "sense", "cs_tv", "tv_scale", "fit_intensity", "choose_weight", "check_weight", "SENSE_WEIGHTS", "CS_TV_WEIGHTS"]
 
 SENSE_WEIGHTS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 CS_TV_WEIGHTS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+
+
+def check_weight(name: str, value) -> None:
+    """A reference's weight must be ``"auto"`` or a non-negative number (one line naming it otherwise)."""
+    if value != "auto" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0):
+        raise ValueError(f"{name} must be a non-negative number or 'auto' (k-space cross-validation), got {value!r}.")
 
 
 def zero_filled_rss(kspace: torch.Tensor) -> torch.Tensor:
@@ -89,10 +95,11 @@ def cs_tv(kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, *, lam: 
     iterations from zero; ``lam`` (relative to ``max |A^H y|``) a number or one per slice ``(S,)``."""
     operator = MRI(mask, coil_maps=maps)
     y = kspace
-    scale = tv_scale(y, maps, mask)
+    back = operator.adjoint(y)
+    scale = back.abs().flatten(1).amax(1).clamp_min(1e-12)  # tv_scale, from the adjoint computed here
     weight = (torch.as_tensor(lam, dtype=y.real.dtype) * scale).reshape(-1, 1, 1, 1)
     tau = sigma = 1.0 / 3.0  # tau sigma ||K||^2 < 1 with ||A|| <= 1, ||grad||^2 <= 8
-    x = torch.zeros_like(operator.adjoint(y))
+    x = torch.zeros_like(back)
     x_bar = x.clone()
     dual_data = torch.zeros_like(y)
     dual_tv = torch.zeros_like(_gradient(x))

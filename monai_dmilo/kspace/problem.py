@@ -26,7 +26,9 @@ import torch
 
 from ..operators import kspace_mask
 from ..operators.mri import MRI, fft2c, ifft2c
-from .classical import CS_TV_WEIGHTS, SENSE_WEIGHTS, choose_weight, cs_tv, fit_intensity, sense, zero_filled_rss
+from .classical import (
+    CS_TV_WEIGHTS, SENSE_WEIGHTS, check_weight, choose_weight, cs_tv, fit_intensity, sense, zero_filled_rss,
+)
 from .coils import calibration_phase, estimate_coil_maps
 from .reader import describe_mask
 
@@ -155,8 +157,7 @@ def build_problem(kspace: np.ndarray, mask: np.ndarray, size: tuple[int, int], *
 
 def _weight(value, name, method, kspace, maps, mask, grid, keyword, seed, **kwargs) -> torch.Tensor:
     """``value`` per slice ``(S,)``: the number given, or the cross-validated choice for ``"auto"``."""
+    check_weight(name, value)
     if value == "auto":
         return choose_weight(method, kspace, maps, mask, grid, keyword=keyword, seed=seed, **kwargs)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number or 'auto', got {value!r}.")
     return torch.full((kspace.shape[0],), float(value))

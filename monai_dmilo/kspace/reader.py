@@ -82,6 +82,11 @@ def describe_mask(mask: np.ndarray) -> tuple[float, int]:
     return (width / acquired if acquired else math.inf), central
 
 
+def _child(node, name: str):
+    """The first child element of ``node`` named ``name`` (any XML namespace), or None."""
+    return next((c for c in node if c.tag.split("}")[-1] == name), None)
+
+
 def spacing_from_header(header: bytes | str | None) -> tuple[float | None, float | None, float | None]:
     """``(row mm, column mm, slice mm)`` of the reconstructed matrix from an ISMRMRD XML header
     (``encoding/reconSpace``: field of view / matrix size), or Nones when absent or unreadable."""
@@ -100,7 +105,7 @@ def spacing_from_header(header: bytes | str | None) -> tuple[float | None, float
     def child(parent, *names):
         node = parent
         for n in names:
-            node = next((c for c in node if c.tag.split("}")[-1] == n), None)
+            node = _child(node, n)
             if node is None:
                 return None
         try:
@@ -174,13 +179,10 @@ def dicom_attributes(header: bytes | str | None) -> dict[str, str]:
     except (ET.ParseError, UnicodeDecodeError):
         return {}
 
-    def first(node, name):
-        return next((c for c in node if c.tag.split("}")[-1] == name), None)
-
     out = {}
     for (section, element), keyword in HEADER_TO_DICOM.items():
-        node = first(root, section)
-        leaf = first(node, element) if node is not None else None
+        node = _child(root, section)
+        leaf = _child(node, element) if node is not None else None
         if leaf is not None and leaf.text:
             value = _dicom_value(keyword, leaf.text)
             if value is not None:

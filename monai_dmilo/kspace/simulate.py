@@ -143,13 +143,13 @@ def write_mrd_file(path: Path, kspace: np.ndarray, *, mask: np.ndarray | None = 
         acq = acquisition(white if coil_noise is None else coil_noise @ white)
         acq.set_flag(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)
         dataset.append_acquisition(acq)
-    centre = width // 2
+    first_calibration = width // 2 - calibration // 2  # the central block, as crop_kspace centres one
     for s in range(slices):
         for step in np.flatnonzero(mask):
             acq = acquisition(kspace[s, :, :, step])
             acq.idx.kspace_encode_step_1 = int(step)
             acq.idx.slice = s
-            if abs(int(step) - centre) <= (calibration - 1) // 2 + (calibration % 2 == 0 and step < centre):
+            if first_calibration <= step < first_calibration + calibration:
                 acq.set_flag(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
             dataset.append_acquisition(acq)
     dataset.close()

@@ -282,6 +282,7 @@ def check_options(*, acceleration: float | None, center_fraction: float, pattern
                   batch_size: int, sense_tikhonov: float | str, cs_tv_lam: float | str) -> None:
     """One clear error for a bad workflow option, before any file is read."""
     from ..operators.masks import KSPACE_PATTERNS
+    from .classical import check_weight
     from .coils import COIL_MAP_METHODS
 
     if acceleration is not None and (isinstance(acceleration, bool) or not isinstance(acceleration, (int, float))
@@ -295,9 +296,8 @@ def check_options(*, acceleration: float | None, center_fraction: float, pattern
         raise ValueError(f"coil_maps must be one of {[*COIL_MAP_METHODS, 'file']}, got {coil_maps!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    for name, value in (("sense_tikhonov", sense_tikhonov), ("cs_tv_lam", cs_tv_lam)):
-        if value != "auto" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0):
-            raise ValueError(f"{name} must be a non-negative number or 'auto' (k-space cross-validation), got {value!r}.")
+    check_weight("sense_tikhonov", sense_tikhonov)
+    check_weight("cs_tv_lam", cs_tv_lam)
 
 
 def run_kspace(
