@@ -88,7 +88,8 @@ def check_measurements(
         if missing:
             raise ValueError(
                 f"datalist item {item.get('name')!r} has no {missing} entry; the {task['name']!r} task's "
-                f"{task['operator']!r} operator reads {[measurement_key, *param_keys]} (file paths)."
+                f"{task['operator']!r} operator reads {[measurement_key, *param_keys]} (file paths): name them in "
+                "a --datalist_file (a --dataset_dir of measurement images carries only y)."
             )
         out = _load(item, transform, (measurement_key, *param_keys))
         y = torch.as_tensor(out[measurement_key])

@@ -238,3 +238,48 @@ def test_evaluate_dicom_series_like_a_volume(tmp_path):
     assert rec.shape == source.shape == (SIZE, SIZE, 3)
     np.testing.assert_allclose(rec.affine, affine, atol=1e-6)
     np.testing.assert_allclose(np.abs(np.diag(affine))[:3], [1.5, 1.5, 4.0])
+
+
+def _low_resolution_series(folder, seed=0):
+    from monai_dmilo.kspace.dicom import write_dicom_series
+
+    vol = np.random.default_rng(seed).uniform(10.0, 200.0, (3, SIZE // 4, SIZE // 4))  # (slices, rows, columns)
+    write_dicom_series(vol, folder, spacing=(4.0, 4.0, 3.0), description="low resolution", uid_seed=f"sr-{seed}")
+    return vol
+
+
+def test_inference_super_resolves_a_dicom_series_folder(tmp_path):
+    """``--dataset_dir`` of measurement images (a low-resolution DICOM series) for a task without
+    per-image parameter files: one item per slice, the reconstruction a NIfTI volume over the
+    series' field of view on the prior's grid, in the series' units."""
+    pytest.importorskip("pydicom")
+    from monai_dmilo.data import read_dicom
+
+    data_dir = tmp_path / "dcm"
+    _low_resolution_series(data_dir / "lowres")
+    out = tmp_path / "run"
+    run("inference.yaml", tmp_path, dataset_dir=str(data_dir), output_dir=str(out), task="sr4", batch_size=3)
+
+    assert sorted(r["name"] for r in rows(out / "metrics.csv")) == ["lowres_s000", "lowres_s001", "lowres_s002"]
+    rec = nib.load(str(out / "reconstructions" / "lowres.nii.gz"))
+    source, affine = read_dicom(str(data_dir / "lowres"))
+    assert source.shape == (SIZE // 4, SIZE // 4, 3) and rec.shape == (SIZE, SIZE, 3)
+    np.testing.assert_allclose(np.abs(np.diag(rec.affine))[:3], [1.0, 1.0, 3.0], atol=1e-6)
+
+    def corners(a, shape):  # outer edges of the first and last voxel in-plane, world coordinates
+        lo = a @ np.array([-0.5, -0.5, 0.0, 1.0])
+        hi = a @ np.array([shape[0] - 0.5, shape[1] - 0.5, 0.0, 1.0])
+        return np.concatenate([lo[:3], hi[:3]])
+
+    np.testing.assert_allclose(corners(rec.affine, rec.shape), corners(affine, source.shape), atol=1e-6)
+    data = np.asarray(rec.dataobj)
+    assert source.min() - 1e-3 <= data.min() and data.max() <= source.max() + 1e-3  # the series' units
+    assert json.loads((out / "summary.json").read_text())["dataset"] == str(data_dir)
+
+
+def test_inference_dataset_dir_for_a_task_with_parameter_files_is_one_line(tmp_path):
+    make_pngs(tmp_path / "data", 1)
+    line = error_line(run, "inference.yaml", tmp_path, dataset_dir=str(tmp_path / "data"),
+                      output_dir=str(tmp_path / "run"), task="inpainting")
+    assert "has no ['mask'] entry" in line and "--datalist_file" in line
+    assert not (tmp_path / "run").exists()

@@ -10,8 +10,9 @@ from .files import IMAGE_SUFFIXES, file_stem, image_format, is_dicom_series, nif
 __all__ = ["list_images", "read_datalist_file", "expand_volumes", "check_image_sizes", "build_datalist"]
 
 
-def list_images(dataset_dir: str | Path) -> list[dict[str, Any]]:
-    """One item per supported image file in ``dataset_dir`` (not recursive), sorted by name.
+def list_images(dataset_dir: str | Path, *, key: str = "image") -> list[dict[str, Any]]:
+    """One item ``{key: path, "name": stem}`` per supported image file (or DICOM series folder) in
+    ``dataset_dir`` (not recursive), sorted by name.
 
     Raises:
         FileNotFoundError: the folder does not exist.
@@ -26,7 +27,7 @@ def list_images(dataset_dir: str | Path) -> list[dict[str, Any]]:
             f"dataset_dir {str(dataset_dir)!r} holds no image files; expected "
             f"{', '.join(sorted(IMAGE_SUFFIXES))} files or folders of .dcm files (DICOM series)."
         )
-    return [{"image": str(p), "name": file_stem(p)} for p in files]
+    return [{key: str(p), "name": file_stem(p)} for p in files]
 
 
 def read_datalist_file(datalist_file: str | Path, *, key: str = "data", path_keys: Sequence[str] = ()) -> list[dict]:
@@ -64,16 +65,17 @@ def read_datalist_file(datalist_file: str | Path, *, key: str = "data", path_key
     return out
 
 
-def expand_volumes(items: list[dict]) -> list[dict]:
-    """Replace each 3D NIfTI item by one item per slice along its last axis.
+def expand_volumes(items: list[dict], *, key: str = "image") -> list[dict]:
+    """Replace each item whose ``key`` is a 3D NIfTI volume or DICOM series by one item per slice
+    along its last axis (an item that already names its ``slice`` is kept).
 
     Slice items get ``name = f"{volume}_s{k:03d}"``, ``slice = k``, ``num_slices`` and ``volume``.
     2D images (and ``(H, W, 1)`` NIfTI) are kept as one item.
     """
     out = []
     for item in items:
-        path = item["image"]
-        if image_format(path) not in ("nifti", "dicom"):
+        path = item.get(key)
+        if path is None or item.get("slice") is not None or image_format(path) not in ("nifti", "dicom"):
             out.append(item)
             continue
         shape = squeeze_trailing(nifti_shape(path))
@@ -85,7 +87,7 @@ def expand_volumes(items: list[dict]) -> list[dict]:
                     {**item, "name": f"{item['name']}_s{k:03d}", "slice": k, "num_slices": shape[2], "volume": item["name"]}
                 )
         else:
-            raise ValueError(f"image {path!r} has shape {shape}; expected a 2D image or a 3D volume.")
+            raise ValueError(f"{key} {path!r} has shape {shape}; expected a 2D image or a 3D volume.")
     return out
 
 
@@ -109,12 +111,12 @@ def check_image_sizes(items: list[dict], image_shape: Sequence[int]) -> None:
             )
 
 
-def _check_paths(items: list[dict], keys: Sequence[str]) -> None:
+def _check_paths(items: list[dict], keys: Sequence[str], image_key: str) -> None:
     for item in items:
         for k in keys:
-            if k in item and not (Path(item[k]).is_file() or (k == "image" and is_dicom_series(item[k]))):
+            if k in item and not (Path(item[k]).is_file() or is_dicom_series(item[k])):
                 raise FileNotFoundError(f"{k} file {item[k]!r} (item {item.get('name')!r}) does not exist.")
-        if "image" in item and image_format(item["image"]) is None:
+        if image_key == "image" and "image" in item and image_format(item["image"]) is None:
             raise ValueError(
                 f"image {item['image']!r} has an unsupported suffix; expected one of {sorted(IMAGE_SUFFIXES)}."
             )
@@ -132,6 +134,7 @@ def build_datalist(
     path_keys: Sequence[str] = (),
     max_items: int | None = None,
     pacs_dir: str | Path = "data_cache/pacs",
+    image_key: str = "image",
 ) -> list[dict]:
     """Build and validate the list of items a workflow will process.
 
@@ -144,6 +147,9 @@ def build_datalist(
         image_shape: the prior's ``(C, H, W)``; when given, every image must have this ``(H, W)``.
         path_keys: other item keys holding file paths that must exist (measurements, masks...).
         max_items: keep only the first ``max_items`` items (after volume expansion).
+        pacs_dir: where series fetched from a PACS are kept.
+        image_key: the item key of the images found in ``dataset_dir`` (``"y"`` for inference,
+            whose images are measurements); volumes named by it are expanded to slices.
 
     Returns:
         the items, with 3D volumes expanded to slices.
@@ -160,13 +166,13 @@ def build_datalist(
         key, uid = next(iter(query.items()))
         folder = Path(pacs_dir) / "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{peer.aet}_{key}_{uid}")
         retrieve(peer, query, folder)
-        items = list_images(folder)
+        items = list_images(folder, key=image_key)
     elif dataset_dir:
-        items = list_images(dataset_dir)
+        items = list_images(dataset_dir, key=image_key)
     else:
         raise ValueError("either dataset_dir or datalist_file must be given, got neither.")
-    _check_paths(items, ("image", *path_keys))
-    items = expand_volumes([i for i in items]) if any("image" in i for i in items) else items
+    _check_paths(items, ("image", *path_keys), image_key)
+    items = expand_volumes(items, key=image_key)
     if image_shape is not None:
         check_image_sizes([i for i in items if "image" in i], image_shape)
     if max_items is not None:

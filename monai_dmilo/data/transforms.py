@@ -92,34 +92,44 @@ class LoadImageForPriord(MapTransform):
         return d
 
 
-def _read_array(path: str, *, as_image: bool, unit_range: tuple[float, float]) -> torch.Tensor:
-    """``.npy`` -> as stored (complex kept); PNG/NIfTI -> ``(C, H, W)`` float32 mapped to
-    ``unit_range`` (``(-1, 1)`` for images, ``(0, 1)`` for masks)."""
+def _read_array(path: str, *, as_image: bool, unit_range: tuple[float, float],
+                slice_index: int | None = None) -> tuple[torch.Tensor, tuple[float, float] | None]:
+    """``.npy`` -> as stored (complex kept); PNG/NIfTI/DICOM (``slice_index`` of a volume) ->
+    ``(C, H, W)`` float32 mapped to ``unit_range`` (``(-1, 1)`` for images, ``(0, 1)`` for masks).
+
+    Returns the array and the stored intensity range ``(lo, hi)`` it was mapped from (None for
+    ``.npy`` and for NIfTI/DICOM parameters, which are kept as stored)."""
     if path.lower().endswith(".npy"):
-        return torch.from_numpy(np.load(path, allow_pickle=False))
-    if image_format(path) is None:
-        raise ValueError(f"file {path!r} must be .npy, PNG/JPEG or NIfTI.")
-    arr = read_image_array(path, channels=1)
-    if image_format(path) == "png":
+        return torch.from_numpy(np.load(path, allow_pickle=False)), None
+    fmt = image_format(path)
+    if fmt is None:
+        raise ValueError(f"file {path!r} must be .npy, PNG/JPEG, NIfTI or a DICOM series.")
+    arr = read_image_array(path, channels=1, slice_index=slice_index)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"file {path!r} holds NaN or infinite values; expected finite numbers.")
+    if fmt == "png":
         lo, hi = 0.0, 255.0
     else:
         lo, hi = float(arr.min()), float(arr.max())
         if not as_image:
-            return torch.from_numpy(arr)
+            return torch.from_numpy(arr), None
+    hi = max(hi, lo + 1e-12)
     a, b = unit_range
-    return ScaleIntensityRange(a_min=lo, a_max=max(hi, lo + 1e-12), b_min=a, b_max=b)(torch.from_numpy(arr))
+    return ScaleIntensityRange(a_min=lo, a_max=hi, b_min=a, b_max=b)(torch.from_numpy(arr)), (lo, hi)
 
 
 class LoadMeasurementd(MapTransform):
     """Load a real measurement and its operator parameters from the files an item names.
 
     * ``y``: ``.npy`` as stored (complex k-space stays complex; a 2D array gets a leading channel
-      axis), or a PNG image scaled to [-1, 1] (a degraded image: masked, blurred...).
+      axis), or a degraded image (masked, low resolution, blurred...) scaled to [-1, 1]: PNG, or a
+      slice (``slice``) of a NIfTI volume or DICOM series (min-max per slice).
     * parameter keys (``mask``, ``kernel``, ``coil_maps``...): ``.npy`` as stored (2D arrays of
       the keys in ``channel_keys`` get a channel axis), or a PNG/NIfTI mask scaled to [0, 1].
     * ``reference`` (optional): an image file (PNG/NIfTI, with optional ``slice``) whose format,
-      geometry and intensity range the reconstruction is saved with; without it the
-      reconstruction is saved as ``.npy`` on the [-1, 1] scale.
+      geometry and intensity range the reconstruction is saved with. Without it, a ``y`` image
+      gives them (a NIfTI/DICOM ``y`` of another size, e.g. super-resolution: its field of view on
+      the reconstruction's grid); a ``.npy`` ``y``: ``.npy`` on the [-1, 1] scale.
 
     Also writes ``seed`` (from the name and ``base_seed``), ``format``, ``image_path``,
     ``intensity_min``/``intensity_max`` and the volume keys, like :class:`LoadImageForPriord`.
@@ -144,11 +154,17 @@ class LoadMeasurementd(MapTransform):
     def __call__(self, data: dict) -> dict:
         d = dict(data)
         measurement_key = self.keys[0]
+        slice_index = d.get("slice")
+        slice_index = None if slice_index is None or int(slice_index) < 0 else int(slice_index)
+        y_source: tuple[str, tuple[float, float] | None] = ("", None)  # y's path and stored range
         for key in self.key_iterator(d):
             is_y = key == measurement_key
-            value = _read_array(str(d[key]), as_image=is_y, unit_range=(-1.0, 1.0) if is_y else (0.0, 1.0))
+            value, stored_range = _read_array(str(d[key]), as_image=is_y, unit_range=(-1.0, 1.0) if is_y else (0.0, 1.0),
+                                              slice_index=slice_index if is_y else None)
             if value.ndim == 2 and (is_y or key in self.channel_keys):
                 value = value[None]
+            if is_y:
+                y_source = (str(d[key]), stored_range)
             d[key] = value
         reference = d.get("reference")
         if reference:
@@ -157,6 +173,9 @@ class LoadMeasurementd(MapTransform):
             )
             for k in ("format", "image_path", "intensity_min", "intensity_max"):
                 d[k] = ref[k]
+        elif y_source[1] is not None:
+            path, (lo, hi) = y_source
+            d.update(format=image_format(path), image_path=path, intensity_min=lo, intensity_max=hi)
         else:
             d.update(format="npy", image_path="", intensity_min=-1.0, intensity_max=1.0)
         d.pop("reference", None)

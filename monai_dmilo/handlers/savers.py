@@ -38,20 +38,36 @@ def _save_png(array: np.ndarray, path: Path) -> None:
     writer.write(path, verbose=False, reverse_indexing=False)
 
 
+def regridded_affine(affine: np.ndarray, shape: tuple[int, ...], new_shape: tuple[int, ...]) -> np.ndarray:
+    """The affine ``(4, 4)`` of the same field of view sampled on ``new_shape`` instead of ``shape``
+    (leading axes; e.g. a 4x super-resolved slice of a low-resolution series): voxel sizes scale
+    by ``shape / new_shape`` and the first voxel's centre moves so the outer edges stay put."""
+    out = np.array(affine, dtype=np.float64)
+    for axis, (old, new) in enumerate(zip(shape, new_shape)):
+        column = out[:3, axis].copy()
+        out[:3, axis] = column * old / new
+        out[:3, 3] += 0.5 * (out[:3, axis] - column)
+    return out
+
+
 def _write_nifti(data: np.ndarray, source: str, path: Path) -> None:
-    """Save ``data`` with the affine and header of ``source``, reshaped to the source's shape
-    (a DICOM source: its series' RAS affine from MONAI's reader)."""
+    """Save ``data`` (``(H, W)`` or ``(H, W, Z)``) with the affine and header of ``source``,
+    reshaped to the source's shape (a DICOM source: its series' RAS affine from MONAI's reader).
+    Where ``(H, W)`` differs from the source's in-plane size, the affine is regridded
+    (:func:`regridded_affine`)."""
     import nibabel as nib
 
     if image_format(source) == "dicom":
         volume, affine = read_dicom(source)
-        nib.Nifti1Image(data.reshape(volume.shape).astype(np.float32), affine).to_filename(str(path))
-        return
-    src = nib.load(source)
-    header = src.header.copy()
-    header.set_data_dtype(np.float32)
-    img = nib.Nifti1Image(data.reshape(src.shape).astype(np.float32), src.affine, header=header)
-    img.to_filename(str(path))
+        shape, header = volume.shape, None
+    else:
+        src = nib.load(source)
+        shape, affine, header = src.shape, src.affine, src.header.copy()
+        header.set_data_dtype(np.float32)
+    if tuple(data.shape[:2]) != tuple(shape[:2]):
+        affine = regridded_affine(affine, tuple(shape[:2]), tuple(data.shape[:2]))
+        shape = tuple(data.shape[:2]) + tuple(shape[2:])
+    nib.Nifti1Image(data.reshape(shape).astype(np.float32), affine, header=header).to_filename(str(path))
 
 
 class ReconstructionSaver(PerImageHandler):
