@@ -326,3 +326,56 @@ def test_the_shipped_prior_fits_a_measurement_from_its_own_range_for_every_N(num
     if SHIPPED_BUDGET[num_steps]:  # the budget rule is needed: the uniform budget does not fit
         uniform = DMILO(**budget).solve(y, op, generator, seed=[1])
         assert per_sample_mean_square(op(uniform.x) - y).item() > 1e-2
+
+
+# --- layers of several DDIM steps (num_layers) ----------------------------------------------------
+def test_layer_blocks_split_the_steps_evenly_and_bad_values_are_one_line():
+    assert DMILO().layer_blocks(3) == [range(0, 1), range(1, 2), range(2, 3)]
+    assert DMILO(num_layers=3).layer_blocks(10) == [range(0, 4), range(4, 7), range(7, 10)]
+    assert DMILO(num_layers=1).layer_blocks(5) == [range(0, 5)]
+    with pytest.raises(ValueError, match="num_layers must be at most the prior's number of DDIM steps \\(2\\), got 3"):
+        DMILO(num_layers=3).solve(torch.zeros(1, 1, 8, 8), Identity(), toy_generator(num_steps=2), seed=0)
+    with pytest.raises(ValueError, match="num_layers"):
+        DMILO(num_layers=0)
+
+
+def test_num_layers_equal_to_N_is_the_default_and_grouping_keeps_the_nfe():
+    generator = toy_generator(num_steps=6)
+    op = PixelMask(random_mask(2))
+    y = op(in_range_image(generator, 2))
+    base = DMILO(num_outer=2, num_inner=4).solve(y, op, generator, seed=[3, 4])
+    same = DMILO(num_outer=2, num_inner=4, num_layers=6).solve(y, op, generator, seed=[3, 4])
+    torch.testing.assert_close(same.x, base.x, atol=0, rtol=0)
+    grouped = DMILO(num_outer=2, num_inner=4, num_layers=2).solve(y, op, generator, seed=[3, 4])
+    assert grouped.nfe == base.nfe == 6 + 2 * (4 * 6 + 6)
+    assert not torch.equal(grouped.x, base.x)
+    assert len(grouped.extras["deviations"]) == 2 and len(grouped.extras["latents"]) == 3
+
+
+def test_a_layer_of_several_steps_holds_their_evaluations_in_one_graph():
+    """Memory grows with the steps per layer, not with N: the graph of each inner iteration holds
+    the layer's steps (blocks of 2 and 1 steps for N = 3, L = 2)."""
+    generator = toy_generator(num_steps=3)
+    op = PixelMask(random_mask(1))
+    y = op(in_range_image(generator, 1))
+    counts = _forward_calls_per_backward(DMILO(num_outer=1, num_inner=2, num_layers=2), generator, y, op)
+    # the last layer (1 step) first, then the first (2 steps: its backward fires the hook twice, as DMPlug's)
+    assert counts == [1, 1, 2, 0, 2, 0]
+
+
+@pytest.mark.parametrize("solver", ["dmilo", "dmilo_pgd"])
+def test_ten_steps_in_three_layers_fit_a_measurement_from_the_generators_own_range(solver):
+    """The self-consistency test of N = 10 with the steps grouped into 3 layers (same budget)."""
+    from helpers import Downsample2
+
+    generator = toy_generator(num_steps=10)
+    x_true = in_range_image(generator, 2)
+    seeds = [1, 2]
+    if solver == "dmilo":
+        op, solver_ = build_operator("inpainting", mask=random_mask(2, keep=0.6)), DMILO(**TOY_BUDGET, num_layers=3)
+    else:
+        op, solver_ = Downsample2(), DMILOPGD(**TOY_BUDGET, lr_x=2.0, num_layers=3)
+    y = op(x_true)
+    final = per_sample_mean_square(op(solver_.solve(y, op, generator, seed=seeds).x) - y)
+    initial = per_sample_mean_square(op(unconditional(generator, seeds)) - y)
+    assert (final < 1e-3).all() and (final < 0.1 * initial).all(), (final, initial)

@@ -10,6 +10,12 @@ optimised ``z_{i+1}``), then the chain is regenerated without gradients,
 ``z_{i+1} = g_i(z_i) + nu_i``, and the estimate is ``clip(z_N, -1, 1)``. Only one ``g_i`` is in the
 autograd graph at any time, so memory is that of one network evaluation whatever ``N`` is.
 
+Layers of several steps (``num_layers = L < N``): the N steps are split into L contiguous blocks
+(sizes differing by at most one, the longer blocks first), and layer ``j`` is the composition of
+its block's steps, ``g_j = step_{b_j + k_j - 1} o ... o step_{b_j}``; latents ``z_0 .. z_L`` sit at
+the block boundaries and there are L deviations. ``L = N`` is the algorithm above; memory is that
+of the longest block's network evaluations, and the NFE is the same as for ``L = N``.
+
 Blind deblurring (section 6): with ``blind_kernel_size = k`` the blur kernel
 ``softmax(w).view(B, k, k)`` (``w ~ N(0, I)`` from the per-sample seeds, drawn after ``z_0``) is
 optimised with Adam (``lr_kernel``) jointly with ``(z_{N-1}, nu_{N-1})`` in the last-layer step;
@@ -37,10 +43,11 @@ class DMILOProblem:
     Attributes:
         y: the measurement ``(B, ...)``; operator: ``A`` (rebuilt from ``logits`` in blind mode);
         generator: the prior ``G`` (``step``, ``num_steps``); state: the run's :class:`RunState`;
-        latents: ``z_0 .. z_N`` ``(B, C, H, W)``; deviations: ``nu_0 .. nu_{N-1}``;
+        latents: ``z_0 .. z_L`` ``(B, C, H, W)`` (L layers, N by default); deviations: ``nu_0 .. nu_{L-1}``;
         logits: the blur kernel logits ``(B, k * k)`` (blind mode), else None;
         X, X_prime: DMILO-PGD's iterate and its gradient-stepped version (None for DMILO);
-        level: the per-sample data-fit level of ``inner_discrepancy`` (None when off).
+        level: the per-sample data-fit level of ``inner_discrepancy`` (None when off);
+        blocks: the DDIM step indices of each layer (:meth:`DMILO.layer_blocks`).
     """
 
     y: torch.Tensor
@@ -53,6 +60,7 @@ class DMILOProblem:
     X: torch.Tensor | None = None
     X_prime: torch.Tensor | None = None
     level: torch.Tensor | None = None
+    blocks: list[range] = field(default_factory=list)
 
 
 def _check_inner_discrepancy(spec: Mapping[str, float] | None) -> dict[str, float] | None:
@@ -83,6 +91,10 @@ class DMILO(Solver):
             latent, not ``y``); ``None`` (default): ``num_inner``. A budget knob for many DDIM steps:
             with ``N = 10`` and ``M = 20`` the regenerated chain drifts from the per-layer optima
             (``docs/benchmarks/dmilo_steps.md``).
+        num_layers: the number of layers L the N DDIM steps are grouped into (see module docstring);
+            ``None`` (default): one step per layer. The budget rule for many steps: ``N = 10`` with
+            ``L = 3`` keeps the N = 3 layer structure with a finer sampler inside each layer
+            (``docs/benchmarks/dmilo_steps.md``).
         lr_z: Adam learning rate of the latents ``z_i``.
         lr_nu: Adam learning rate of the deviations ``nu_i``.
         lambda_nu: weight of the l1 term ``mean(|nu_i|)``.
@@ -110,6 +122,7 @@ class DMILO(Solver):
         num_outer: int = 5,
         num_inner: int = 200,
         num_inner_intermediate: int | None = None,
+        num_layers: int | None = None,
         lr_z: float = 0.02,
         lr_nu: float = 1e-3,
         lambda_nu: float = 0.1,
@@ -125,6 +138,8 @@ class DMILO(Solver):
         check_positive("num_inner", num_inner, integer=True, allow_zero=True)
         if num_inner_intermediate is not None:
             check_positive("num_inner_intermediate", num_inner_intermediate, integer=True, allow_zero=True)
+        if num_layers is not None:
+            check_positive("num_layers", num_layers, integer=True)
         check_positive("lr_z", lr_z, allow_zero=True)
         check_positive("lr_nu", lr_nu, allow_zero=True)
         check_positive("lambda_nu", lambda_nu, allow_zero=True)
@@ -137,6 +152,7 @@ class DMILO(Solver):
         self.num_outer = num_outer
         self.num_inner = num_inner
         self.num_inner_intermediate = num_inner_intermediate
+        self.num_layers = num_layers
         self.lr_z = float(lr_z)
         self.lr_nu = float(lr_nu)
         self.lambda_nu = float(lambda_nu)
@@ -172,6 +188,32 @@ class DMILO(Solver):
         factory = self.operator_factory or default_blur_factory
         return factory(self._kernel(logits))
 
+    # -- layers ----------------------------------------------------------------------------------
+    def layer_blocks(self, num_steps: int) -> list[range]:
+        """The DDIM step indices of each layer: ``num_layers`` contiguous blocks covering
+        ``0 .. num_steps - 1`` (one step each when ``num_layers`` is None).
+
+        Raises:
+            ValueError: ``num_layers`` is larger than the generator's number of steps.
+        """
+        layers = num_steps if self.num_layers is None else self.num_layers
+        if layers > num_steps:
+            raise ValueError(f"num_layers must be at most the prior's number of DDIM steps ({num_steps}), got {layers}.")
+        size, extra = divmod(num_steps, layers)
+        blocks, start = [], 0
+        for j in range(layers):
+            stop = start + size + (1 if j < extra else 0)
+            blocks.append(range(start, stop))
+            start = stop
+        return blocks
+
+    @staticmethod
+    def apply_layer(generator: Any, z: torch.Tensor, block: range) -> torch.Tensor:
+        """``g_j(z)``: the DDIM steps of ``block`` applied in order ``(B, C, H, W) -> (B, C, H, W)``."""
+        for i in block:
+            z = generator.step(z, i)
+        return z
+
     # -- hooks DMILO-PGD overrides -------------------------------------------------------------
     def _begin(self, ctx: DMILOProblem) -> None:
         """Extra state before the outer loop."""
@@ -194,23 +236,24 @@ class DMILO(Solver):
         rngs: list[torch.Generator],
     ) -> None:
         n = generator.num_steps
-        ctx = DMILOProblem(y=y, operator=operator, generator=generator, state=state)
+        blocks = self.layer_blocks(n)
+        ctx = DMILOProblem(y=y, operator=operator, generator=generator, state=state, blocks=blocks)
         if self.blind:
             k = self.blind_kernel_size
             ctx.logits = draw_noise(rngs, (k * k,), z0)
             ctx.operator = self._make_operator(ctx.logits)
             state.kernel = self._kernel(ctx.logits)
             state.extras["initial_kernel"] = state.kernel
-        # Initialise: z_{i+1} = g_i(z_i) without gradients; nu_i = 0.
+        # Initialise: z_{j+1} = g_j(z_j) without gradients; nu_j = 0.
         latents = [z0]
         with torch.no_grad():
-            for i in range(n):
-                latents.append(generator.step(latents[i], i))
+            for j, block in enumerate(blocks):
+                latents.append(self.apply_layer(generator, latents[j], block))
         state.count(forward=n, nfe=n)
-        deviations = [torch.zeros_like(z0) for _ in range(n)]
+        deviations = [torch.zeros_like(z0) for _ in blocks]
         ctx.latents, ctx.deviations = latents, deviations
         state.extras.update(latents=latents, deviations=deviations)
-        state.x = latents[n].clamp(-1.0, 1.0)
+        state.x = latents[-1].clamp(-1.0, 1.0)
         state.extras["initial_x"] = state.x
         self._begin(ctx)
 
@@ -218,10 +261,10 @@ class DMILO(Solver):
             target = self._last_target(ctx)
             self._sweep(ctx, target)
             with torch.no_grad():  # regeneration pass (overwrites the intermediate targets)
-                for i in range(n):
-                    latents[i + 1] = generator.step(latents[i], i) + deviations[i]
+                for j, block in enumerate(blocks):
+                    latents[j + 1] = self.apply_layer(generator, latents[j], block) + deviations[j]
                 state.count(forward=n, nfe=n)
-                x = latents[n].clamp(-1.0, 1.0)
+                x = latents[-1].clamp(-1.0, 1.0)
                 fit = per_sample_mean_square(ctx.operator(x) - y)
                 l1 = torch.stack([d.abs().flatten(1).mean(1) for d in deviations]).mean(0)
             self._end_outer(ctx, x)
@@ -238,11 +281,12 @@ class DMILO(Solver):
         return ctx.level
 
     def _sweep(self, ctx: DMILOProblem, target: torch.Tensor) -> None:
-        """Backward layer sweep i = N-1 .. 0 (section 4, step 2), in place on ctx's state."""
+        """Backward layer sweep j = L-1 .. 0 (section 4, step 2), in place on ctx's state."""
         generator, state = ctx.generator, ctx.state
         latents, deviations = ctx.latents, ctx.deviations
         n = len(deviations)
         for i in reversed(range(n)):
+            block = ctx.blocks[i]
             last = i == n - 1
             z = latents[i].detach().clone().requires_grad_(True)
             nu = deviations[i].detach().clone().requires_grad_(True)
@@ -258,14 +302,14 @@ class DMILO(Solver):
             inner = self.num_inner if last or self.num_inner_intermediate is None else self.num_inner_intermediate
             for _ in range(inner):
                 optimizer.zero_grad(set_to_none=True)
-                out = generator.step(z, i) + nu
+                out = self.apply_layer(generator, z, block) + nu
                 if last:
                     out = (self._make_operator(w) if w is not None else ctx.operator)(out)
                 fit = per_sample_mean_square(out - layer_target)
                 if active is not None:  # a sample whose fit reached the noise level stops here
                     active = active & (fit.detach().double() > level)
                     if not bool(active.any()):
-                        state.count(forward=1, nfe=1)
+                        state.count(forward=len(block), nfe=len(block))
                         break
                     frozen = [(p, p.detach().clone()) for p in (z, nu, w) if p is not None]
                 loss = fit + self.lambda_nu * nu.abs().flatten(1).mean(1) + self.lambda_z * z.square().flatten(1).mean(1)
@@ -275,7 +319,7 @@ class DMILO(Solver):
                     with torch.no_grad():
                         for param, before in frozen:
                             param.copy_(torch.where(active.view(-1, *(1,) * (param.ndim - 1)), param, before))
-                state.count(forward=1, backward=1, nfe=1)
+                state.count(forward=len(block), backward=len(block), nfe=len(block))
             latents[i] = z.detach()
             deviations[i] = nu.detach()
             if w is not None:
