@@ -4,8 +4,8 @@ Validation split only (the Fashion-MNIST test PNGs of ``scripts/prepare_data.py`
 index 7, as ``benchmarks/quality.py``), measurements as the bundle simulates them
 (``configs/tasks/<task>.yaml``, per-image seeds 0..), the shipped Fashion prior, the reference
 timesteps. Each solver runs its task-family preset at the quality benchmark's DMILO budget
-(5 outer x 20 inner iterations) for every N; at N = 10 the budget variants of
-:data:`VARIANTS` run too. Nothing here picks anything with the ground truth: PSNR is reported.
+(5 outer x 20 inner iterations) for every N; the budget variants of :data:`VARIANTS` run
+too (more inner iterations at N = 10; the N steps grouped into 3 DMILO layers, ``num_layers``). Nothing here picks anything with the ground truth: PSNR is reported.
 
 Per run, the last outer iteration's layer diagnostics (mean over the images; computing them costs
 2N forward passes per outer iteration, which the ``seconds`` include and ``nfe`` does not):
@@ -47,12 +47,15 @@ PLOT = REPO / "docs" / "benchmarks" / "dmilo_steps.png"
 TASKS = ["inpainting", "sr4"]
 SOLVERS = {"dmilo": DMILO, "dmilo_pgd": DMILOPGD}
 STEPS = [1, 2, 3, 4, 5, 7, 10, 15, 20]
-#: N = 10 budget variants: label -> overrides on the 5 x 20 budget
-VARIANTS = {
-    "M = 100 on every layer": {"num_inner": 100},
-    "M = 20 last, 100 intermediate": {"num_inner_intermediate": 100},
-}
-VARIANT_STEPS = 10
+#: budget variants: (N, label, overrides on the 5 x 20 budget, solvers)
+VARIANTS = [
+    (10, "M = 100 on every layer", {"num_inner": 100}, ("dmilo",)),
+    (10, "M = 20 last, 100 intermediate", {"num_inner_intermediate": 100}, ("dmilo",)),
+    (5, "5 x 20, 3 layers", {"num_layers": 3}, ("dmilo", "dmilo_pgd")),
+    (10, "5 x 20, 3 layers", {"num_layers": 3}, ("dmilo", "dmilo_pgd")),
+    (20, "5 x 20, 3 layers", {"num_layers": 3}, ("dmilo", "dmilo_pgd")),
+    (10, "5 x 40, 3 layers", {"num_layers": 3, "num_inner": 40}, ("dmilo",)),
+]
 
 
 def probing(cls):
@@ -64,9 +67,9 @@ def probing(cls):
             gen, z, nu, n = ctx.generator, ctx.latents, ctx.deviations, len(ctx.deviations)
             with torch.no_grad():
                 fit, drift, chain = [], [], z[0]
-                for i in range(n):
-                    out = gen.step(z[i], i) + nu[i]
-                    chain = gen.step(chain, i) + nu[i]
+                for i, block in enumerate(ctx.blocks):
+                    out = self.apply_layer(gen, z[i], block) + nu[i]
+                    chain = self.apply_layer(gen, chain, block) + nu[i]
                     if i == n - 1:
                         fit.append(per_sample_mean_square(ctx.operator(out) - target).mean().item())
                         drift.append(per_sample_mean_square(ctx.operator(chain.clamp(-1, 1)) - ctx.y).mean().item())
@@ -98,9 +101,8 @@ def run(task: str, solver: str, steps: int, params: dict, problem: dict) -> dict
 def plan(tasks, solvers, steps) -> list[tuple[str, str, int, str, dict]]:
     """``(task, solver, N, label, overrides)`` of every run, cheap first."""
     runs = [(t, s, n, "5 x 20", {}) for n in sorted(steps) for t in tasks for s in solvers]
-    if VARIANT_STEPS in steps:
-        runs += [(t, "dmilo", VARIANT_STEPS, label, o) for t in tasks for label, o in VARIANTS.items()
-                 if "dmilo" in solvers]
+    runs += [(t, s, n, label, o) for n, label, o, variant_solvers in VARIANTS if n in steps
+             for t in tasks for s in variant_solvers if s in solvers]
     return runs
 
 
@@ -127,7 +129,7 @@ def report(cache: Cache, digest: str, count: int, tasks, solvers, steps) -> None
             rows.append([solver, str(n), label, f"{p:.2f}", f"{fit:.1e}", str(result["nfe"]),
                          f"{result['seconds'] / count:.1f}", fmt(result["layers"]["fit"]), fmt(result["layers"]["drift"])])
         header = ["solver", "N", "budget (outer x inner)", "PSNR dB", "final data fit", "NFE",
-                  "s / image", "layer fit, i = 0 .. N-1", "drift after regeneration, i = 0 .. N-1"]
+                  "s / image", "layer fit, i = 0 .. L-1", "drift after regeneration, i = 0 .. L-1"]
         sections.append(f"## {task}\n\n" + markdown_table(header, rows))
 
     def draw(axes):
