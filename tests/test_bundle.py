@@ -167,7 +167,7 @@ def test_metadata_validates_against_schema():
 
 
 def test_task_presets_load_and_name_existing_solver_presets():
-    from monai_dmilo.tasks import available_tasks, load_task
+    from monai_dmilo.workflow.tasks import available_tasks, load_task
     from monai_dmilo.operators import OPERATORS
     from monai_dmilo.solvers import available_presets
 
@@ -184,7 +184,7 @@ def test_every_solver_has_a_preset_on_every_task(monkeypatch):
     """``--task <t> --solver <s>`` resolves for every shipped task and registered solver: the
     task-family preset where one ships, else the solver's generic one, naming that solver."""
     from monai_dmilo.solvers import SOLVERS, load_solver_preset, task_solver_preset
-    from monai_dmilo.tasks import available_tasks, load_task
+    from monai_dmilo.workflow.tasks import available_tasks, load_task
 
     for name in available_tasks():
         family = load_task(name)["solver_task"]

@@ -11,16 +11,18 @@ from typing import Any
 
 import torch
 
-from .base import RunState, Solver
+from .base import RunState, Solver, register
 from .numerics import per_sample_mean_square
 
 __all__ = ["Adjoint"]
 
 
+@register("adjoint")
 class Adjoint(Solver):
     """``clip(A^+ y)`` (see module docstring); ``selection``, ``progress``, ``callback`` as :class:`~.base.Solver`."""
 
-    name = "adjoint"
+    tuning_knob = None
+    tuning_factors = ()
     requires = "pseudo_inverse"
 
     def _progress_total(self) -> int | None:

@@ -25,13 +25,14 @@ from typing import Any
 
 import torch
 
-from .base import RunState, Solver
+from .base import RunState, Solver, register
 from .numerics import draw_noise, per_sample_mean_square
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
 
 __all__ = ["DDRM"]
 
 
+@register("ddrm")
 class DDRM(Solver):
     """Denoising diffusion restoration in the operator's spectral basis (see module docstring).
 
@@ -44,7 +45,9 @@ class DDRM(Solver):
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
-    name = "ddrm"
+    tuning_knob = "eta"
+    tuning_factors = (0.6, 1.0, 1.15)
+    tuning_extendable = False  # eta is at most 1
     requires = "svd"
 
     def __init__(

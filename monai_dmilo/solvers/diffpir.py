@@ -26,13 +26,14 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver
+from .base import RunState, Solver, register
 from .numerics import draw_noise, per_sample_mean_square
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
 
 __all__ = ["DiffPIR"]
 
 
+@register("diffpir")
 class DiffPIR(Solver):
     """Plug-and-play diffusion sampling with a proximal data step (see module docstring).
 
@@ -45,7 +46,7 @@ class DiffPIR(Solver):
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
-    name = "diffpir"
+    tuning_knob = "lam"
     requires = "proximal"
 
     def __init__(

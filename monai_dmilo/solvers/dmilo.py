@@ -28,8 +28,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from ..validation import check_positive
-from .base import RunState, Solver
+from monai_dmilo.checks import check_positive
+from .base import RunState, Solver, register
 from .numerics import draw_noise, per_sample_mean_square
 from .selection import discrepancy_level
 
@@ -81,6 +81,7 @@ def default_blur_factory(kernel: torch.Tensor) -> Callable[[torch.Tensor], torch
     return build("blur", kernel=kernel)
 
 
+@register("dmilo")
 class DMILO(Solver):
     """DMILO: Algorithm 1 of the paper (see module docstring).
 
@@ -114,7 +115,8 @@ class DMILO(Solver):
     Defaults are the inpainting preset of docs/algorithms.md section 7 (``configs/solvers``).
     """
 
-    name = "dmilo"
+    tuning_knob = "lr_z"
+    tuning_factors = (0.5, 1.0, 2.0)
 
     def __init__(
         self,

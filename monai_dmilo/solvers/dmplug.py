@@ -17,13 +17,14 @@ from typing import Any, Callable
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .base import RunState, Solver
+from .base import RunState, Solver, register
 from .numerics import per_sample_mean_square
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
 
 __all__ = ["DMPlug"]
 
 
+@register("dmplug")
 class DMPlug(Solver):
     """DMPlug with optional gradient checkpointing.
 
@@ -36,7 +37,9 @@ class DMPlug(Solver):
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
-    name = "dmplug"
+    tuning_knob = "num_iters"
+    tuning_factors = ()
+    tuning_extendable = False  # num_iters: DMPlug's plateau, not a grid
 
     def __init__(
         self,

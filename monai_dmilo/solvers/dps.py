@@ -23,13 +23,14 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver
+from .base import RunState, Solver, register
 from .numerics import ddim_sigma, draw_noise, per_sample_mean_square, per_sample_norm
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
 
 __all__ = ["DPS"]
 
 
+@register("dps")
 class DPS(Solver):
     """Diffusion posterior sampling (see module docstring).
 
@@ -42,7 +43,7 @@ class DPS(Solver):
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
-    name = "dps"
+    tuning_knob = "zeta"
 
     def __init__(
         self,

@@ -24,13 +24,14 @@ from typing import Any
 
 import torch
 
-from .base import RunState, Solver
+from .base import RunState, Solver, register
 from .numerics import ddim_sigma, draw_noise, per_sample_mean_square
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
 
 __all__ = ["PiGDM"]
 
 
+@register("pigdm")
 class PiGDM(Solver):
     """Pseudo-inverse guided DDIM sampling (see module docstring).
 
@@ -42,7 +43,7 @@ class PiGDM(Solver):
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
-    name = "pigdm"
+    tuning_knob = "guidance_weight"
     requires = "pseudo_inverse"
 
     def __init__(

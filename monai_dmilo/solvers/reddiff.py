@@ -24,13 +24,14 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver
+from .base import RunState, Solver, register
 from .numerics import draw_noise, per_sample_mean_square
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
 
 __all__ = ["REDDiff"]
 
 
+@register("reddiff")
 class REDDiff(Solver):
     """RED-diff (see module docstring).
 
@@ -42,7 +43,7 @@ class REDDiff(Solver):
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
-    name = "reddiff"
+    tuning_knob = "lam"
 
     def __init__(
         self,

@@ -18,9 +18,9 @@ from typing import Any, Callable
 
 import torch
 
-from .base import RunState, Solver
+from .base import RunState, Solver, register
 from .numerics import per_sample_mean_square, per_sample_sum_square
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
 
 __all__ = ["TV", "total_variation"]
 
@@ -32,6 +32,7 @@ def total_variation(x: torch.Tensor, delta: float) -> torch.Tensor:
     return (dx.square() + dy.square() + delta**2).sqrt().flatten(1).sum(1)
 
 
+@register("tv")
 class TV(Solver):
     """TV-regularised least squares (see module docstring).
 
@@ -44,7 +45,8 @@ class TV(Solver):
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
-    name = "tv"
+    tuning_knob = "lam"
+    tuning_factors = (0.1, 0.3, 1.0, 3.0, 10.0)
 
     def __init__(
         self,

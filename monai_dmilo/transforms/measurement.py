@@ -25,7 +25,9 @@ from monai.transforms import Randomizable, Transform
 
 from monai_dmilo.operators import ForwardOperator, batch_keys, build, build_noise
 
-from .seeding import MAX_SEED, SeededItemTransform, sample_seed
+from monai_dmilo.seeds import MAX_SEED, sample_seed
+
+from .seeded import SeededItemTransform
 
 __all__ = [
     "SimulateMeasurement",

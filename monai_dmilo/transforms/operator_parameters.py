@@ -18,7 +18,9 @@ from monai.transforms import Randomizable, Transform
 from monai_dmilo.operators.kernels import gaussian_kernel, motion_kernel
 from monai_dmilo.operators.masks import box_mask, kspace_mask, random_pixel_mask
 
-from .seeding import MAX_SEED, SeededItemTransform, sample_seed
+from monai_dmilo.seeds import MAX_SEED, sample_seed
+
+from .seeded import SeededItemTransform
 
 __all__ = [
     "RandInpaintingMask",
