@@ -7,11 +7,10 @@ network, no randomness: NFE 0 and the same output for every seed. History: one r
 """
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 
-from .base import RunState, Solver, register
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import per_sample_mean_square
 
 __all__ = ["Adjoint"]
@@ -28,8 +27,7 @@ class Adjoint(Solver):
     def _progress_total(self) -> int | None:
         return 1
 
-    def _run(self, state: RunState, y: torch.Tensor, operator: Any, generator: Any, z0: torch.Tensor,
-             rngs: list[torch.Generator]) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         with torch.no_grad():
             x = operator.pseudo_inverse(y).to(z0.dtype).clamp(-1.0, 1.0)
             state.record(x, {"data_fit": per_sample_mean_square(operator(x) - y)})

@@ -27,6 +27,7 @@ from torch import nn
 from ..operators.base import real_dtype_of, skip_nan_checks
 from monai_dmilo.seeds import per_sample_seeds
 from monai_dmilo.checks import as_bool
+from monai_dmilo.priors.stepwise import Prior
 from .numerics import to_device_without_wait
 from .selection import SelectionRule, build_selection
 
@@ -41,6 +42,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: the annotations of every solver's ``_run``
+Tensor = torch.Tensor
+Operator = Callable[[torch.Tensor], torch.Tensor]  # A, called on (B, C, H, W); None in blind deblurring
+Rngs = list[torch.Generator]  # one CPU torch.Generator per sample
 
 
 @dataclass
@@ -292,16 +298,10 @@ class Solver:
     def _progress_total(self) -> int | None:
         return None
 
-    def _run(
-        self,
-        state: RunState,
-        y: torch.Tensor,
-        operator: Callable[[torch.Tensor], torch.Tensor] | None,
-        generator: Any,
-        z0: torch.Tensor,
-        rngs: list[torch.Generator],
-    ) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
+        """Solve ``y = A(x)`` for the batch, updating ``state``; ``z0`` ``(B, C, H, W)`` the initial noise, ``rngs``
+        one CPU ``torch.Generator`` per sample for any further draws."""
+        raise NotImplementedError  # pragma: no cover - abstract
 
     #: the operator method this solver needs beyond ``A(x)`` (``"svd"``, ``"proximal"``, ``"pseudo_inverse"``)
     requires: str | None = None

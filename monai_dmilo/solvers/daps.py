@@ -25,11 +25,11 @@ History: ``x0`` after each level's Langevin steps (every ``report_every`` levels
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from .base import RunState, Solver, register
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import draw_noise, per_sample_mean_square, per_sample_sum_square
 from monai_dmilo.checks import check_positive
 
@@ -81,8 +81,7 @@ class DAPS(Solver):
     def _progress_total(self) -> int | None:
         return self.num_steps // self.report_every
 
-    def _run(self, state: RunState, y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor],
-             generator: Any, z0: torch.Tensor, rngs: list[torch.Generator]) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         total = generator.num_train_timesteps
         levels = torch.linspace(total - 1, 0, self.num_steps + 1).round().long().tolist()   # t_K ... t_0 = 0
         abar = generator.alphas_cumprod.double().cpu()

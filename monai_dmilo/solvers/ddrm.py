@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .base import RunState, Solver, register
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import draw_noise, per_sample_mean_square
 from monai_dmilo.checks import check_positive
 
@@ -74,8 +74,7 @@ class DDRM(Solver):
     def _progress_total(self) -> int | None:
         return self.num_steps // self.report_every
 
-    def _run(self, state: RunState, y: torch.Tensor, operator: Any, generator: Any, z0: torch.Tensor,
-             rngs: list[torch.Generator]) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         gen = generator.with_uniform_steps(self.num_steps)
         with torch.no_grad():
             spectral = operator.svd(y)

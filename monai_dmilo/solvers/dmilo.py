@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from monai_dmilo.checks import check_positive
-from .base import RunState, Solver, register
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import draw_noise, per_sample_mean_square
 from .selection import discrepancy_level
 
@@ -228,15 +228,7 @@ class DMILO(Solver):
         """After the regeneration; ``x = clip(z_N)``."""
 
     # -- the algorithm -------------------------------------------------------------------------
-    def _run(
-        self,
-        state: RunState,
-        y: torch.Tensor,
-        operator: Callable[[torch.Tensor], torch.Tensor] | None,
-        generator: Any,
-        z0: torch.Tensor,
-        rngs: list[torch.Generator],
-    ) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         n = generator.num_steps
         blocks = self.layer_blocks(n)
         ctx = DMILOProblem(y=y, operator=operator, generator=generator, state=state, blocks=blocks)

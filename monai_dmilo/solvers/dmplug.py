@@ -12,12 +12,12 @@ of the batch has stopped (checked every ``check_every`` iterations, the only hos
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .base import RunState, Solver, register
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import per_sample_mean_square
 from monai_dmilo.checks import check_positive
 
@@ -73,15 +73,7 @@ class DMPlug(Solver):
                 z = generator.step(z, i)
         return z
 
-    def _run(
-        self,
-        state: RunState,
-        y: torch.Tensor,
-        operator: Callable[[torch.Tensor], torch.Tensor],
-        generator: Any,
-        z0: torch.Tensor,
-        rngs: list[torch.Generator],
-    ) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         n = generator.num_steps
         z = z0.detach().clone().requires_grad_(True)
         optimizer = torch.optim.Adam([z], lr=self.lr)

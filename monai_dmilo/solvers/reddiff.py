@@ -20,11 +20,11 @@ the sample's seed stream. History: ``data_fit`` every ``report_every`` steps and
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from .base import RunState, Solver, register
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import draw_noise, per_sample_mean_square
 from monai_dmilo.checks import check_positive
 
@@ -64,15 +64,7 @@ class REDDiff(Solver):
     def _progress_total(self) -> int | None:
         return -(-self.num_steps // self.report_every)
 
-    def _run(
-        self,
-        state: RunState,
-        y: torch.Tensor,
-        operator: Callable[[torch.Tensor], torch.Tensor],
-        generator: Any,
-        z0: torch.Tensor,
-        rngs: list[torch.Generator],
-    ) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         gen = generator.with_uniform_steps(self.num_steps)
         with torch.no_grad():
             if callable(getattr(operator, "pseudo_inverse", None)):

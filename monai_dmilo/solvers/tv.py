@@ -14,11 +14,11 @@ the image shape. History: ``data_fit`` every ``report_every`` iterations and at 
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from .base import RunState, Solver, register
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import per_sample_mean_square, per_sample_sum_square
 from monai_dmilo.checks import check_positive
 
@@ -70,15 +70,7 @@ class TV(Solver):
     def _progress_total(self) -> int | None:
         return -(-self.num_iters // self.report_every)
 
-    def _run(
-        self,
-        state: RunState,
-        y: torch.Tensor,
-        operator: Callable[[torch.Tensor], torch.Tensor],
-        generator: Any,
-        z0: torch.Tensor,
-        rngs: list[torch.Generator],
-    ) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         x = torch.zeros_like(z0, requires_grad=True)
         state.x = x.detach().clone()
         optimizer = torch.optim.Adam([x], lr=self.lr)

@@ -192,7 +192,7 @@ class RandInpaintingMaskd(_SeededDict):
     Args:
         keys: the image key whose size the mask takes.
         mask_key: where the mask goes.
-        seed_key: per-sample seed key (see :mod:`monai_dmilo.transforms.seeding`).
+        seed_key: per-sample seed key (see :mod:`monai_dmilo.seeds`).
         kind, hidden_fraction, box_size: as :class:`RandInpaintingMask`.
     """
 
