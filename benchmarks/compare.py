@@ -42,7 +42,7 @@ from common import (
     write_report,
 )
 
-from monai_dmilo.networks.priors import build_generator  # noqa: E402
+from monai_dmilo.priors.loading import build_generator  # noqa: E402
 from monai_dmilo.solvers import build, load_solver_preset  # noqa: E402
 
 CACHE_DIR = REPO / "data_cache" / "compare"

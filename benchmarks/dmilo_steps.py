@@ -35,11 +35,11 @@ import torch
 from common import REPO, markdown_table, psnr, save_plot
 from quality import DMILO_BUDGET, FASHION, Cache, fashion_split, make_problem
 
-from monai_dmilo.checkpoints import sha256_of  # noqa: E402
-from monai_dmilo.networks.priors import build_generator  # noqa: E402
+from monai_dmilo.priors.checkpoints import sha256_of  # noqa: E402
+from monai_dmilo.priors.loading import build_generator  # noqa: E402
 from monai_dmilo.solvers import DMILO, DMILOPGD, per_sample_mean_square, task_solver_preset  # noqa: E402
 from monai_dmilo.solvers import load_solver_preset  # noqa: E402
-from monai_dmilo.tasks import load_task  # noqa: E402
+from monai_dmilo.workflow.tasks import load_task  # noqa: E402
 
 OUT = REPO / "docs" / "benchmarks" / "dmilo_steps.json"
 REPORT = REPO / "docs" / "benchmarks" / "dmilo_steps.md"

@@ -139,7 +139,7 @@ def main() -> None:
     torch.set_flush_denormal(True)
     dmilo = None
     if args.dmilo:
-        from monai_dmilo.networks.priors import build_generator
+        from monai_dmilo.priors.loading import build_generator
         from monai_dmilo.solvers import build, load_solver_preset
 
         preset = load_solver_preset("inpainting_dmilo")

@@ -27,7 +27,7 @@ from monai_dmilo.seeds import seed_from_name  # noqa: E402
 from monai_dmilo.kspace.problem import build_problem, crop_image_lowpass, undersample  # noqa: E402
 from monai_dmilo.kspace.reader import read_kspace_file  # noqa: E402
 from monai_dmilo.kspace.workflow import list_kspace_files  # noqa: E402
-from monai_dmilo.networks.priors import build_generator  # noqa: E402
+from monai_dmilo.priors.loading import build_generator  # noqa: E402
 from monai_dmilo.solvers import build, load_solver_preset  # noqa: E402
 
 GRIDS = {"dmilo": ("inpainting_dmilo", "num_inner", [10, 20, 50])}

@@ -44,7 +44,7 @@ SOLVERS = {  # label: (registry name, hyperparameters) -- a few iterations suffi
 
 def measure(label: str, steps: int, args: argparse.Namespace) -> dict:
     """Run one configuration in this process; MiB numbers."""
-    from monai_dmilo.networks.priors import build_generator
+    from monai_dmilo.priors.loading import build_generator
     from monai_dmilo.solvers import build
 
     torch.set_flush_denormal(True)

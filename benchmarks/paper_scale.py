@@ -51,8 +51,8 @@ from torch import nn
 
 from common import REPO, inpainting_problem, markdown_table, save_plot, sync, time_step, write_report
 
-from monai_dmilo.generator import StepwiseDDIM  # noqa: E402
-from monai_dmilo.networks.priors import build_network, load_model_config  # noqa: E402
+from monai_dmilo.priors.stepwise import StepwiseDDIM  # noqa: E402
+from monai_dmilo.priors.loading import build_network, load_model_config  # noqa: E402
 from monai_dmilo.solvers import build, load_solver_preset  # noqa: E402
 
 MODEL_CONFIG = REPO / "configs" / "models" / "ffhq_10m.yaml"

@@ -10,7 +10,7 @@ Every snapshot of a training study (``benchmarks/training_study.py``), with a ta
 
     python benchmarks/prior_quality.py --study runs/training_study --report docs/benchmarks/training.md
 
-Measures (images in [-1, 1]; ``monai_dmilo.prior_quality``):
+Measures (images in [-1, 1]; ``monai_dmilo.priors.quality``):
 
 * speckle fraction: of ``--num_samples`` samples (``--steps`` DDIM steps, seed ``--seed``), the
   fraction whose total variation exceeds the 99th percentile of the held-out images' TV;
@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from monai_dmilo.checkpoints import sha256_of  # noqa: E402
+from monai_dmilo.priors.checkpoints import sha256_of  # noqa: E402
 from monai_dmilo import prior_quality as pq  # noqa: E402
 
 FASHION_TEST = REPO / "data_cache" / "fashion_mnist" / "test"
@@ -96,7 +96,7 @@ def load_classifier(heldout: torch.Tensor) -> pq.FeatureClassifier:
         print(f"classifier test accuracy {accuracy:.4f} ({time.time() - start:.0f} s)", flush=True)
     info = json.loads(CLASSIFIER.with_suffix(".json").read_text())
     model = pq.FeatureClassifier()
-    from monai_dmilo.checkpoints import load_state_dict
+    from monai_dmilo.priors.checkpoints import load_state_dict
 
     model.load_state_dict(load_state_dict(CLASSIFIER, sha256=info["sha256"]))
     return model.eval()
@@ -111,7 +111,7 @@ def draw_samples(generator, count: int, seed: int, batch_size: int = 250) -> tor
 def measure(model_config: Path, checkpoint: Path | None, heldout: torch.Tensor, args,
             classifier: pq.FeatureClassifier | None, reference_features: torch.Tensor | None) -> dict:
     """The three measures of one prior (a dict of numbers and seconds)."""
-    from monai_dmilo.networks.priors import build_generator
+    from monai_dmilo.priors.loading import build_generator
 
     start = time.time()
     generator = build_generator(model_config, checkpoint=checkpoint, num_steps=args.steps, schedule="uniform")
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="with --study: measure only each run's last snapshot (earlier ones from the cache)")
     args = parser.parse_args(argv)
 
-    from monai_dmilo.networks.priors import load_model_config
+    from monai_dmilo.priors.loading import load_model_config
 
     config_for_shape = args.model_config if args.model_config else next(args.study.glob("*/*.yaml"))
     channels = int(load_model_config(config_for_shape)["image_shape"][0])

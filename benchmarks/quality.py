@@ -52,12 +52,13 @@ import torch
 
 from common import REPO, markdown_table, paired, psnr, save_plot, split_images
 
-from monai_dmilo.checkpoints import sha256_of  # noqa: E402
+from monai_dmilo.priors.checkpoints import sha256_of  # noqa: E402
 from monai_dmilo.handlers.metrics import load_lpips, lpips_distance  # noqa: E402
-from monai_dmilo.tasks import load_task, simulation_transform  # noqa: E402
-from monai_dmilo.networks.priors import build_generator, load_model_config  # noqa: E402
+from monai_dmilo.workflow.tasks import load_task, simulation_transform  # noqa: E402
+from monai_dmilo.priors.loading import build_generator, load_model_config  # noqa: E402
 from monai_dmilo.operators import build_from_batch  # noqa: E402
-from monai_dmilo.run_files import atomic_path  # noqa: E402
+from monai_dmilo.workflow.run_files import atomic_path  # noqa: E402
+from monai_dmilo.solvers import SOLVERS as SOLVER_CLASSES  # noqa: E402
 from monai_dmilo.solvers import build as build_solver  # noqa: E402
 from monai_dmilo.solvers import load_solver_preset, task_solver_preset  # noqa: E402
 
@@ -71,22 +72,12 @@ REPORT = REPO / "docs" / "benchmarks" / "quality.md"
 #: task -> the prior it runs on
 TASKS = {"inpainting": FASHION, "sr4": FASHION, "gaussian_blur": FASHION, "motion_blur": FASHION,
          "mri": BRAIN, "ct": BRAIN}
-#: solver -> (knob, multiplicative factors around its preset value); empty: nothing to tune
+#: solver -> (knob, multiplicative factors around its preset value), from the solver classes
+#: (``Solver.tuning_knob`` / ``tuning_factors``); no knob or no factors: nothing to tune on a grid
 GRIDS: dict[str, tuple[str | None, tuple[float, ...]]] = {
-    "adjoint": (None, ()),
-    "tv": ("lam", (0.1, 0.3, 1.0, 3.0, 10.0)),
-    "ddrm": ("eta", (0.6, 1.0, 1.15)),
-    "diffpir": ("lam", (0.3, 1.0, 3.0)),
-    "pigdm": ("guidance_weight", (0.3, 1.0, 3.0)),
-    "reddiff": ("lam", (0.3, 1.0, 3.0)),
-    "daps": ("langevin_lr", (0.3, 1.0, 3.0)),
-    "dps": ("zeta", (0.3, 1.0, 3.0)),
-    "dmilo": ("lr_z", (0.5, 1.0, 2.0)),
-    "dmilo_pgd": ("lr_x", (0.5, 1.0, 2.0)),
-    "dmplug": ("num_iters", ()),
-}
-#: solvers whose grid grows past a winning edge (DDRM's eta is bounded by 1)
-EXTENDABLE = {"tv", "diffpir", "pigdm", "reddiff", "daps", "dps", "dmilo", "dmilo_pgd"}
+    name: (cls.tuning_knob, tuple(cls.tuning_factors)) for name, cls in SOLVER_CLASSES.items()}
+#: solvers whose grid grows past a winning edge (not DDRM's eta, bounded by 1: ``tuning_extendable``)
+EXTENDABLE = {name for name, cls in SOLVER_CLASSES.items() if cls.tuning_knob and cls.tuning_extendable}
 EDGE_STEPS = 2
 #: the order of the runs: cheap solvers first, so that an interrupted benchmark has the most rows
 SOLVERS = ["adjoint", "tv", "ddrm", "diffpir", "pigdm", "dmilo", "dmilo_pgd", "reddiff", "daps", "dmplug", "dps"]

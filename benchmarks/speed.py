@@ -30,7 +30,7 @@ import torch
 from common import (DEFAULT_MODEL, REPO, inpainting_problem, load_samples, markdown_table, psnr, save_plot,
                     time_step, write_report)
 
-from monai_dmilo.networks.priors import build_generator  # noqa: E402
+from monai_dmilo.priors.loading import build_generator  # noqa: E402
 from monai_dmilo.solvers import build, load_solver_preset  # noqa: E402
 
 ITERATION_KEYS = ("num_inner", "num_iters", "num_steps", "num_fidelity_steps")

@@ -35,7 +35,7 @@ RECIPES: dict[str, dict] = {
     "cosine_ema_minsnr": {**COSINE_EMA, "min_snr_gamma": 5.0},
     "cosine_ema_batch64": {**COSINE_EMA, "batch_size": 64},
     "cosine_ema_wide": {**COSINE_EMA, "channels": "[64, 128, 128]"},
-    # v-prediction inside an eps-output module (monai_dmilo/networks/parameterization.py), constant lr
+    # v-prediction inside an eps-output module (monai_dmilo/priors/parameterization.py), constant lr
     "v_ema": {"parameterization": "v", "lr": 0.0004, "ema_decay": 0.999, "lr_warmup": 100},
 }
 

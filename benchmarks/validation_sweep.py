@@ -30,7 +30,7 @@ from common import (
     DEFAULT_MODEL, REPO, inpainting_problem, markdown_table, paired, psnr, save_plot, split_images, write_report,
 )
 
-from monai_dmilo.networks.priors import build_generator  # noqa: E402
+from monai_dmilo.priors.loading import build_generator  # noqa: E402
 from monai_dmilo.solvers import build, load_solver_preset  # noqa: E402
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from monai_dmilo.networks import build_generator
+from monai_dmilo.priors import build_generator
 from monai_dmilo.operators import build as build_operator
 from monai_dmilo.operators import random_pixel_mask
 from monai_dmilo.solvers import build_from_preset

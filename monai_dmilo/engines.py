@@ -7,7 +7,7 @@ the clean image (``None`` for real data) and ``kwargs`` the batch's operator (bu
 plus per-sample seeds. ``InverseProblemEvaluator`` puts that operator and the solver's NFE and
 time into ``engine.state.output`` for the handlers. :func:`run_evaluator` runs it (Ctrl-C: exit status 130, nothing half-saved) and
 :func:`log_run` says what a run will do. Devices and ``torch.distributed``:
-:mod:`monai_dmilo.distributed`; task presets: :mod:`monai_dmilo.tasks`.
+:mod:`monai_dmilo.workflow.distributed`; task presets: :mod:`monai_dmilo.workflow.tasks`.
 """
 from __future__ import annotations
 

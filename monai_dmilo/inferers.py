@@ -1,7 +1,7 @@
 """MONAI inferers that run a solver: ``inferer(inputs=y, network=generator, **operator_params)``.
 
 MONAI's ``Inferer.__call__(inputs, network, *args, **kwargs)`` contract is kept unchanged: the
-measurement ``y`` arrives as ``inputs``, the prior (a :class:`~monai_dmilo.generator.StepwiseDDIM`)
+measurement ``y`` arrives as ``inputs``, the prior (a :class:`~monai_dmilo.priors.stepwise.StepwiseDDIM`)
 as ``network``, and per-sample operator parameters (``mask``, ``kernel``, ``coil_maps``, ...) as
 keyword arguments from the batch (e.g. through ``monai.engines.PrepareBatchExtraInput``), together
 with optional per-sample seeds under ``seed_key``.

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> None:
-    from monai_dmilo.networks.priors import build_generator
-    from monai_dmilo.checkpoints import sha256_of
+    from monai_dmilo.priors.loading import build_generator
+    from monai_dmilo.priors.checkpoints import sha256_of
     from monai_dmilo.training import save_image_grid
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,9 +116,9 @@ def match_run_config(text: str, run_config: Path, config_path: Path) -> str:
 def heldout_eps_mse(generator, heldout_dir: Path, *, max_items: int, seed: int) -> tuple[float, int]:
     """Held-out epsilon MSE of ``generator``'s network on the images of ``heldout_dir``, loaded and
     scaled exactly as the training config does (``LoadImageForPriord``); see
-    :func:`monai_dmilo.prior_quality.heldout_eps_mse`."""
+    :func:`monai_dmilo.priors.quality.heldout_eps_mse`."""
     from monai_dmilo.data import LoadImageForPriord, build_datalist
-    from monai_dmilo.prior_quality import heldout_eps_mse as eps_mse
+    from monai_dmilo.priors.quality import heldout_eps_mse as eps_mse
 
     items = build_datalist(dataset_dir=heldout_dir, max_items=max_items)
     load = LoadImageForPriord("image", channels=generator.image_shape[0])

@@ -15,7 +15,7 @@ from monai.networks.nets import DiffusionModelUNet
 from PIL import Image
 from torch import nn
 
-from monai_dmilo.generator import StepwiseDDIM, linear_alphas_cumprod
+from monai_dmilo.priors.stepwise import StepwiseDDIM, linear_alphas_cumprod
 from monai_dmilo.operators import build as build_operator
 from monai_dmilo.operators import gaussian_kernel, kspace_mask, motion_kernel, simulate_coil_maps
 from monai_dmilo.operators.base import ForwardOperator, LinearOperator
@@ -41,11 +41,11 @@ def tiny_unet(channels: int = 1, seed: int = 0) -> DiffusionModelUNet:
 def error_line(fn, *args, **kwargs) -> str:
     """Run ``fn`` (a workflow step); return the one line a user sees for its user-input error.
 
-    In a ``python -m monai.bundle run`` process that line is what ``monai_dmilo.errors``' hook
+    In a ``python -m monai.bundle run`` process that line is what ``monai_dmilo.workflow.errors``' hook
     prints instead of the traceback; here the exception chain is read directly. Fails the test when
     ``fn`` succeeds or raises something that is not a user-input error.
     """
-    from monai_dmilo.errors import one_line_message, user_error
+    from monai_dmilo.workflow.errors import one_line_message, user_error
 
     try:
         fn(*args, **kwargs)

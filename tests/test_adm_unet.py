@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from monai_dmilo.generator import StepwiseDDIM
+from monai_dmilo.priors.stepwise import StepwiseDDIM
 from monai_dmilo.networks import ADM_PRESETS, ADMUNet, timestep_embedding
 from monai_dmilo.networks.adm_blocks import AttentionBlock
 

@@ -167,7 +167,7 @@ def test_metadata_validates_against_schema():
 
 
 def test_task_presets_load_and_name_existing_solver_presets():
-    from monai_dmilo.tasks import available_tasks, load_task
+    from monai_dmilo.workflow.tasks import available_tasks, load_task
     from monai_dmilo.operators import OPERATORS
     from monai_dmilo.solvers import available_presets
 
@@ -184,7 +184,7 @@ def test_every_solver_has_a_preset_on_every_task(monkeypatch):
     """``--task <t> --solver <s>`` resolves for every shipped task and registered solver: the
     task-family preset where one ships, else the solver's generic one, naming that solver."""
     from monai_dmilo.solvers import SOLVERS, load_solver_preset, task_solver_preset
-    from monai_dmilo.tasks import available_tasks, load_task
+    from monai_dmilo.workflow.tasks import available_tasks, load_task
 
     for name in available_tasks():
         family = load_task(name)["solver_task"]
@@ -283,3 +283,22 @@ def test_inference_dataset_dir_for_a_task_with_parameter_files_is_one_line(tmp_p
                       output_dir=str(tmp_path / "run"), task="inpainting")
     assert "has no ['mask'] entry" in line and "--datalist_file" in line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("config", ["common.yaml", "evaluate.yaml", "inference.yaml", "kspace.yaml",
+                                    "multi_gpu_evaluate.yaml"])
+def test_each_workflow_file_run_alone_says_in_one_line_what_to_layer(config):
+    """``python -m monai.bundle run --config_file bundle/configs/<file>`` without the files it is
+    layered on: no traceback, one line naming the full ``--config_file`` list (train.yaml stands
+    alone and runs: test_training)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", f"bundle/configs/{config}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("monai_dmilo error: ") and "'bundle/configs/common.yaml'," in line
+    if config != "common.yaml":
+        assert line.rstrip().endswith("for the traceback)") and f"'bundle/configs/{config}']" in line

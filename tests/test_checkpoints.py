@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from monai_dmilo.checkpoints import guess_adm_preset, load_into, load_state_dict, sha256_of
+from monai_dmilo.priors.checkpoints import guess_adm_preset, load_into, load_state_dict, sha256_of
 from monai_dmilo.networks import ADMUNet
 
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from helpers import FAST, PixelMask, mask_problem, random_mask, toy_generator, unet_generator
-from monai_dmilo.generator import StepwiseDDIM
-from monai_dmilo.networks.priors import build_generator
+from monai_dmilo.priors.stepwise import StepwiseDDIM
+from monai_dmilo.priors.loading import build_generator
 from monai_dmilo.operators import build as build_operator
 from monai_dmilo.operators import gaussian_kernel, kspace_mask
 from monai_dmilo.solvers import SOLVERS, DMILO, DMPlug, build

@@ -310,7 +310,7 @@ def test_the_shipped_prior_fits_a_measurement_from_its_own_range_for_every_N(num
     intermediate layers at N = 10, where 20 leaves the fit above 1e-2. Minutes on a CPU."""
     from pathlib import Path
 
-    from monai_dmilo.networks.priors import build_generator
+    from monai_dmilo.priors.loading import build_generator
     from monai_dmilo.operators import random_pixel_mask
 
     config = Path(__file__).resolve().parents[1] / "configs" / "models" / "fashion_mnist_32.yaml"

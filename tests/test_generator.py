@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from monai_dmilo.generator import StepwiseDDIM, reference_timesteps, uniform_timesteps
+from monai_dmilo.priors.stepwise import StepwiseDDIM, reference_timesteps, uniform_timesteps
 
 
 class TinyEps(nn.Module):

@@ -21,12 +21,18 @@ from monai_dmilo.handlers import (
     ReconstructionSaver,
     RunSummary,
     pending_items,
-    prepare_output_dir,
+    check_output_dir,
+    start_run,
     read_results,
 )
 
 
 # ----------------------------------------------------------------------------- run directory
+def prepare_output_dir(output_dir, *, settings, overwrite=False):
+    """What the workflows do: every check first (check_output_dir), then start_run."""
+    check_output_dir(output_dir, settings=settings, overwrite=overwrite)
+    return start_run(output_dir, settings=settings, overwrite=overwrite)
+
 
 
 def test_new_run_dir_and_resume_with_same_settings(tmp_path):

@@ -212,7 +212,7 @@ def test_dicom_series_round_trips_through_pydicom_and_monai(tmp_path):
 def test_workflow_end_to_end_resume_and_refusal(tmp_path, kspace_file):
     pytest.importorskip("pydicom")
     from monai_dmilo.kspace.workflow import run_kspace
-    from monai_dmilo.networks.priors import build_generator
+    from monai_dmilo.priors.loading import build_generator
     from monai_dmilo.solvers import build
 
     folder = tmp_path / "in"

@@ -263,7 +263,7 @@ def test_header_attributes_from_a_fastmri_header_and_bad_xml():
 def test_workflow_reads_a_folder_of_mrd_files_and_writes_their_patient(tmp_path):
     pydicom = pytest.importorskip("pydicom")
     from monai_dmilo.kspace.workflow import run_kspace
-    from monai_dmilo.networks.priors import build_generator
+    from monai_dmilo.priors.loading import build_generator
     from monai_dmilo.solvers import build
 
     folder = tmp_path / "in"

@@ -107,7 +107,7 @@ def test_kspace_workflow_sends_after_a_refusal_on_rerun(orthanc, tmp_path):
     pytest.importorskip("h5py")
     from monai_dmilo.kspace.simulate import simulate_kspace, write_fastmri_h5
     from monai_dmilo.kspace.workflow import run_kspace
-    from monai_dmilo.networks.priors import build_generator
+    from monai_dmilo.priors.loading import build_generator
     from monai_dmilo.solvers import build
 
     from test_kspace import phantom

@@ -8,16 +8,9 @@ import pytest
 import torch
 import yaml
 
-from monai_dmilo.generator import StepwiseDDIM
-from monai_dmilo.networks import (
-    ADM_PRESETS,
-    ADMUNet,
-    build_generator,
-    build_network,
-    load_model_config,
-    load_prior,
-    monai_unet,
-)
+from monai_dmilo.priors.stepwise import StepwiseDDIM
+from monai_dmilo.networks import ADM_PRESETS, ADMUNet, monai_unet
+from monai_dmilo.priors import build_generator, build_network, load_model_config, load_prior
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_CONFIGS = sorted((REPO / "configs" / "models").glob("*.yaml"))
@@ -277,3 +270,17 @@ def test_adm_model_configs(path):
 
 def test_all_adm_presets_have_a_config():
     assert {p.stem for p in ADM_CONFIGS} == set(ADM_PRESETS)
+
+
+def test_the_old_import_paths_still_work_and_warn():
+    import importlib
+
+    from monai_dmilo import networks, priors
+
+    with pytest.warns(DeprecationWarning, match="moved to monai_dmilo.priors.build_generator"):
+        assert networks.build_generator is priors.build_generator
+    with pytest.warns(DeprecationWarning, match="moved to monai_dmilo.priors.stepwise"):
+        old = importlib.reload(importlib.import_module("monai_dmilo.generator"))
+    assert old.StepwiseDDIM is priors.StepwiseDDIM
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        networks.nope

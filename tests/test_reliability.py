@@ -61,7 +61,7 @@ def run_logged(config, tmp_path, **overrides) -> list[str]:
 
 
 def _count_steps(monkeypatch) -> list[int]:
-    from monai_dmilo.generator import StepwiseDDIM
+    from monai_dmilo.priors.stepwise import StepwiseDDIM
 
     calls = [0]
     original = StepwiseDDIM.step
@@ -75,7 +75,7 @@ def _count_steps(monkeypatch) -> list[int]:
 
 
 def test_ctrl_c_records_nothing_for_the_unfinished_image_and_the_rerun_redoes_it(tmp_path, monkeypatch):
-    from monai_dmilo.generator import StepwiseDDIM
+    from monai_dmilo.priors.stepwise import StepwiseDDIM
 
     data = tmp_path / "data"
     make_pngs(data, 3)
@@ -114,7 +114,7 @@ def test_ctrl_c_records_nothing_for_the_unfinished_image_and_the_rerun_redoes_it
 
 
 def test_atomic_writes_leave_the_old_file_when_interrupted(tmp_path):
-    from monai_dmilo.run_files import atomic_path, run_files, save_run_file
+    from monai_dmilo.workflow.run_files import atomic_path, run_files, save_run_file
 
     target = tmp_path / "reconstructions" / "a.png"
     save_run_file(tmp_path, target, lambda tmp: tmp.write_bytes(b"old"))
@@ -323,7 +323,7 @@ def test_training_on_an_empty_folder_and_a_non_weights_only_checkpoint_give_one_
     assert "holds no image files" in error_line(wf.run)
     assert not (tmp_path / "out").exists()
 
-    from monai_dmilo.checkpoints import load_state_dict
+    from monai_dmilo.priors.checkpoints import load_state_dict
 
     pickled = tmp_path / "pickled.pt"
     torch.save({"state_dict": tiny_unet(1).state_dict(), "optimizer_class": torch.optim.Adam}, pickled)
@@ -468,7 +468,7 @@ def test_ct_skimage_convention_equals_scikit_image_radon(size):
 
 
 def test_preflight_names_slice_zero_of_a_volume():
-    from monai_dmilo.preflight import _describe
+    from monai_dmilo.workflow.preflight import _describe
 
     assert _describe({"image": "v.nii.gz", "slice": 0}) == "v.nii.gz (slice 0)"
     assert _describe({"image": "a.png", "slice": -1}) == "a.png"
@@ -477,7 +477,7 @@ def test_preflight_names_slice_zero_of_a_volume():
 def test_ctrl_c_outside_a_solve_exits_130_with_one_line():
     """An uncaught KeyboardInterrupt (e.g. while the workflow loads its inputs) under the installed
     hook: one line on stderr, exit status 130, no traceback."""
-    code = ("from monai_dmilo.errors import install_one_line_errors; install_one_line_errors(); "
+    code = ("from monai_dmilo.workflow.errors import install_one_line_errors; install_one_line_errors(); "
             "raise KeyboardInterrupt")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                           env={k: v for k, v in os.environ.items() if k != "MONAI_DMILO_TRACEBACK"})
@@ -489,7 +489,7 @@ def test_command_line_booleans_are_read_as_booleans(tmp_path):
     """``--overwrite false`` reaches the workflow as the string "false": it must not overwrite."""
     from monai_dmilo.handlers import check_output_dir, pending_items
     from monai_dmilo.solvers import build
-    from monai_dmilo.validation import as_bool
+    from monai_dmilo.checks import as_bool
 
     assert [as_bool("x", v) for v in (True, "true", "Yes", "1", 1, False, "false", "OFF", "0", 0)] == [True] * 5 + [False] * 5
     for bad in ("maybe", 2, None, 0.5):

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from monai_dmilo.data import read_image_array
-from monai_dmilo.checkpoints import sha256_of
+from monai_dmilo.priors.checkpoints import sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 PRIORS = {
@@ -55,7 +55,7 @@ def test_checkpoint_matches_config(name):
 
 @pytest.mark.parametrize("name", sorted(PRIORS))
 def test_samples_shape_range_and_statistics(name):
-    from monai_dmilo.networks.priors import build_generator
+    from monai_dmilo.priors.loading import build_generator
 
     config, path = _config(name)
     gen = build_generator(path, num_steps=10, schedule="uniform")

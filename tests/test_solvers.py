@@ -13,7 +13,7 @@ from helpers import (
     count_network_calls, expected_nfe, in_range_image, mask_problem, random_mask, subspace_generator,
     toy_generator, unconditional, unet_generator,
 )
-from monai_dmilo.generator import StepwiseDDIM, linear_alphas_cumprod
+from monai_dmilo.priors.stepwise import StepwiseDDIM, linear_alphas_cumprod
 from monai_dmilo.operators.base import ForwardOperator
 from monai_dmilo.operators import build as build_operator
 from monai_dmilo.solvers import (
@@ -655,7 +655,7 @@ def test_dmplug_with_the_discrepancy_principle_stops_once_the_noise_level_is_rea
 
 def test_baseline_solvers_have_a_preset_for_every_solver_task():
     """`--solver diffpir|pigdm|tv` finds `<solver task>_<solver>` for each task of configs/tasks."""
-    from monai_dmilo.tasks import available_tasks, load_task
+    from monai_dmilo.workflow.tasks import available_tasks, load_task
 
     for task in available_tasks():
         solver_task = load_task(task)["solver_task"]
@@ -751,7 +751,7 @@ def test_a_diverged_estimate_is_reported(caplog):
 
 def _squared_norm(task_name: str) -> float:
     """``||A||^2`` of a task's 32 x 32 operator: power iteration on A^T A."""
-    from monai_dmilo.tasks import load_task
+    from monai_dmilo.workflow.tasks import load_task
 
     task = load_task(task_name)
     op = build_operator(task["operator"], **task["operator_params"])
@@ -789,3 +789,32 @@ def test_ct_presets_are_the_sr4_ones_rescaled_to_the_ct_operator():
                 continue
             expected = value * factors.get(knob, 1)
             assert ct[knob] == pytest.approx(expected, rel=0.05), (solver, knob, ct[knob], expected)
+
+
+def test_register_adds_a_solver_by_name_with_its_tuning_knob():
+    """One decorated class is a solver ``build`` knows, with its parameters checked; names are unique."""
+    from monai_dmilo.solvers import SOLVERS, Solver, build, register, solver_parameters
+
+    try:
+        @register("scaled_adjoint_test")
+        class ScaledAdjoint(Solver):
+            tuning_knob = "scale"
+
+            def __init__(self, *, scale: float = 1.0, **common):
+                super().__init__(**common)
+                self.scale = scale
+
+            def _run(self, state, y, operator, generator, z0, rngs):
+                state.record((self.scale * operator.adjoint(y)).clamp(-1, 1), {})
+
+        assert ScaledAdjoint.name == "scaled_adjoint_test" and SOLVERS["scaled_adjoint_test"] is ScaledAdjoint
+        assert "scale" in solver_parameters("scaled_adjoint_test")
+        assert build("scaled_adjoint_test", scale=0.5).scale == 0.5
+        with pytest.raises(ValueError, match="takes no parameter 'lam'"):
+            build("scaled_adjoint_test", lam=1.0)
+        with pytest.raises(ValueError, match="'dmilo' is already registered by DMILO"):
+            register("dmilo")(ScaledAdjoint)
+        with pytest.raises(TypeError, match="decorates Solver subclasses"):
+            register("not_a_solver")(dict)
+    finally:
+        SOLVERS.pop("scaled_adjoint_test", None)

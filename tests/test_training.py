@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from monai_dmilo.checkpoints import sha256_of
+from monai_dmilo.priors.checkpoints import sha256_of
 from monai_dmilo.training import (
     ArrayImageDataset,
     RandScaleFromFloord,
@@ -167,7 +167,7 @@ def test_bundle_train_config(tmp_path):
     assert (out / "checkpoint" / "checkpoint_final.pt").is_file()
 
     # the exported prior plugs into the project's loader through its model config
-    from monai_dmilo.networks.priors import build_generator
+    from monai_dmilo.priors.loading import build_generator
 
     gen = build_generator(out / "tiny.yaml", num_steps=2, schedule="uniform")
     x = gen.sample(torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)))

@@ -144,8 +144,8 @@ def test_trainer_keeps_snapshots_of_every_export(tmp_path):
 
 def test_v_parameterization_is_exact_for_the_true_v_and_bounds_x0():
     """eps = sqrt(1 - abar) x_t + sqrt(abar) v is the true eps when F returns the true v."""
-    from monai_dmilo.generator import linear_alphas_cumprod
-    from monai_dmilo.networks.parameterization import VPredictionEps
+    from monai_dmilo.priors.stepwise import linear_alphas_cumprod
+    from monai_dmilo.priors.parameterization import VPredictionEps
 
     abar = linear_alphas_cumprod().float()
     x0, eps = torch.rand(3, 1, 8, 8) * 2 - 1, torch.randn(3, 1, 8, 8)
@@ -186,8 +186,8 @@ def test_v_weight_turns_the_eps_mse_into_the_v_mse():
 
 
 def test_trainer_v_parameterization_exports_a_loadable_eps_prior(tmp_path):
-    from monai_dmilo.networks.parameterization import VPredictionEps
-    from monai_dmilo.networks.priors import build_generator, load_model_config
+    from monai_dmilo.priors.parameterization import VPredictionEps
+    from monai_dmilo.priors.loading import build_generator, load_model_config
 
     trainer, rows = _train(tmp_path, max_epochs=2, parameterization="v", export_name="vprior.pt",
                            network_params={"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "num_res_blocks": 1, **TINY})

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 from .metrics import MetricsCSVWriter, RunSummary
 from .panels import PanelSaver
-from .run_dir import METRICS_CSV, check_output_dir, pending_items, prepare_output_dir, read_results, start_run
+from monai_dmilo.workflow.run_dir import METRICS_CSV, check_output_dir, pending_items, read_results, start_run
 from .savers import MeasurementSaver, ReconstructionSaver
 
 __all__ = [
     "METRICS_CSV",
     "check_output_dir",
     "start_run",
-    "prepare_output_dir",
     "pending_items",
     "read_results",
     "ReconstructionSaver",

@@ -13,13 +13,13 @@ import torch
 from ignite.engine import Events
 from monai.utils import CommonKeys as Keys
 
-from monai_dmilo.distributed import barrier, rank_and_world_size
+from monai_dmilo.workflow.distributed import barrier, rank_and_world_size
 from monai_dmilo.operators.views import to_unit
-from monai_dmilo.run_files import atomic_path
-from monai_dmilo.validation import as_bool
+from monai_dmilo.workflow.run_files import atomic_path
+from monai_dmilo.checks import as_bool
 
 from .per_image import batch_value
-from .run_dir import METRICS_CSV, read_results
+from monai_dmilo.workflow.run_dir import METRICS_CSV, read_results
 
 if TYPE_CHECKING:
     from ignite.engine import Engine

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from monai.utils import CommonKeys as Keys
 
 from monai_dmilo.operators.views import to_unit
-from monai_dmilo.run_files import save_run_file
+from monai_dmilo.workflow.run_files import save_run_file
 
 from .per_image import PerImageHandler, batch_value
 

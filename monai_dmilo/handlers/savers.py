@@ -12,11 +12,11 @@ from ignite.engine import Events
 
 from monai_dmilo.data import image_format, read_dicom
 from monai_dmilo.data.transforms import from_prior_range
-from monai_dmilo.distributed import barrier, rank_and_world_size
-from monai_dmilo.run_files import atomic_path, save_run_file
+from monai_dmilo.workflow.distributed import barrier, rank_and_world_size
+from monai_dmilo.workflow.run_files import atomic_path, save_run_file
 
 from .per_image import PerImageHandler, batch_value
-from .run_dir import SLICES_DIR
+from monai_dmilo.workflow.run_dir import SLICES_DIR
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -138,7 +138,7 @@ class MeasurementSaver:
     """Save each simulated measurement and its per-image operator parameters as ``.npy`` under
     ``measurements/``, with ``measurements/datalist.json`` listing them for the inference
     workflow (the clean image is named as ``reference`` for the output format and geometry) and,
-    when given, the ``provenance`` record of what made them (:mod:`monai_dmilo.provenance`).
+    when given, the ``provenance`` record of what made them (:mod:`monai_dmilo.workflow.provenance`).
 
     Args:
         output_dir: the run directory.

@@ -35,13 +35,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..seeds import seed_from_name
+from monai_dmilo.seeds import seed_from_name
 from ..handlers import check_output_dir, start_run
 from ..operators.mri import MRI
-from ..run_files import save_run_file
+from monai_dmilo.workflow.run_files import save_run_file
 from .problem import MagnitudeProblem, build_problem, crop_image_lowpass, undersample
 from .reader import KspaceFile, describe_mask, read_kspace_file
-from ..validation import as_bool
+from monai_dmilo.checks import as_bool
 
 __all__ = ["check_options", "list_kspace_files", "reconstruct_file", "run_kspace"]
 

@@ -23,7 +23,7 @@ def monai_unet(**params: Any) -> DiffusionModelUNet:
             and ``out_channels`` (``in_channels`` for eps, ``2 * in_channels`` for learned variance).
 
     Returns:
-        The network, randomly initialised (load weights with :func:`monai_dmilo.checkpoints.load_into`).
+        The network, randomly initialised (load weights with :func:`monai_dmilo.priors.checkpoints.load_into`).
 
     Raises:
         ValueError: unknown or missing parameters, conditioning options, inconsistent sizes.

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from ._rng import SeedLike, as_generator
+from monai_dmilo.seeds import SeedLike, as_generator
 
 __all__ = ["gaussian_kernel", "motion_kernel"]
 

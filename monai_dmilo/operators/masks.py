@@ -10,7 +10,7 @@ from typing import Sequence
 
 import torch
 
-from ._rng import SeedLike, as_generator
+from monai_dmilo.seeds import SeedLike, as_generator
 
 __all__ = ["random_pixel_mask", "box_mask", "kspace_mask", "KSPACE_PATTERNS"]
 

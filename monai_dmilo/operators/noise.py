@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ..seeds import per_sample_seeds
+from monai_dmilo.seeds import per_sample_seeds
 from .base import check_tensor
 
 __all__ = ["GaussianNoise", "PoissonNoise", "NoNoise", "NOISE_MODELS", "build_noise"]

@@ -1,6 +1,7 @@
 """Solvers: the algorithms only (docs/algorithms.md, sections 3-9). No I/O, no metrics, no ground truth.
 
-``build(name, **hyperparameters)`` makes a solver by registry name (``dmilo``, ``dmilo_pgd``,
+``build(name, **hyperparameters)`` makes a solver by registry name (:data:`SOLVERS`, filled by
+the ``@register(name)`` decorator of each solver module: ``dmilo``, ``dmilo_pgd``,
 ``dmplug``, ``dps``, ``ddrm``, ``daps``, ``diffpir``, ``pigdm``, ``reddiff``; ``tv``: TV-regularised least squares and ``adjoint``:
 ``clip(A^+ y)``, neither using the network); ``build_from_preset(name_or_path, **overrides)`` makes one from a
 ``configs/solvers`` preset. Every solver has
@@ -8,28 +9,35 @@
 """
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .adjoint import Adjoint
+from .base import SOLVERS, Solver, SolverOutput, register
 from .daps import DAPS
 from .ddrm import DDRM
-from .base import Solver, SolverOutput
-from .numerics import per_sample_mean_square, per_sample_sum_square
+from .diffpir import DiffPIR
 from .dmilo import DMILO
 from .dmilo_pgd import DMILOPGD, FIDELITY_STEPS
 from .dmplug import DMPlug
-from .diffpir import DiffPIR
 from .dps import DPS
+from .numerics import per_sample_mean_square, per_sample_sum_square
 from .pigdm import PiGDM
-from .reddiff import REDDiff
-from .tv import TV
 from .presets import available_presets, load_solver_preset, resolve_solver_preset, task_solver_preset
+from .reddiff import REDDiff
 from .selection import SELECTION_RULES, SelectionRule, build_selection
+from .tv import TV
+
+# every module of this package is imported, so a new solver module registers itself (@register)
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "SOLVERS",
+    "register",
     "DMILO",
     "DMILOPGD",
     "DMPlug",
@@ -58,20 +66,6 @@ __all__ = [
     "per_sample_mean_square",
     "per_sample_sum_square",
 ]
-
-SOLVERS: dict[str, Callable[..., Solver]] = {
-    "dmilo": DMILO,
-    "dmilo_pgd": DMILOPGD,
-    "dmplug": DMPlug,
-    "diffpir": DiffPIR,
-    "dps": DPS,
-    "ddrm": DDRM,
-    "daps": DAPS,
-    "pigdm": PiGDM,
-    "reddiff": REDDiff,
-    "adjoint": Adjoint,
-    "tv": TV,
-}
 
 
 def check_solver_name(name: str) -> None:

@@ -7,27 +7,27 @@ network, no randomness: NFE 0 and the same output for every seed. History: one r
 """
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 
-from .base import RunState, Solver
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import per_sample_mean_square
 
 __all__ = ["Adjoint"]
 
 
+@register("adjoint")
 class Adjoint(Solver):
     """``clip(A^+ y)`` (see module docstring); ``selection``, ``progress``, ``callback`` as :class:`~.base.Solver`."""
 
-    name = "adjoint"
+    tuning_knob = None
+    tuning_factors = ()
     requires = "pseudo_inverse"
 
     def _progress_total(self) -> int | None:
         return 1
 
-    def _run(self, state: RunState, y: torch.Tensor, operator: Any, generator: Any, z0: torch.Tensor,
-             rngs: list[torch.Generator]) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         with torch.no_grad():
             x = operator.pseudo_inverse(y).to(z0.dtype).clamp(-1.0, 1.0)
             state.record(x, {"data_fit": per_sample_mean_square(operator(x) - y)})

@@ -25,12 +25,15 @@ import torch
 from torch import nn
 
 from ..operators.base import real_dtype_of, skip_nan_checks
-from ..seeds import per_sample_seeds
-from ..validation import as_bool
+from monai_dmilo.seeds import per_sample_seeds
+from monai_dmilo.checks import as_bool
+from monai_dmilo.priors.stepwise import Prior
 from .numerics import to_device_without_wait
 from .selection import SelectionRule, build_selection
 
 __all__ = [
+    "SOLVERS",
+    "register",
     "SolverOutput",
     "Solver",
     "RunState",
@@ -39,6 +42,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: the annotations of every solver's ``_run``
+Tensor = torch.Tensor
+Operator = Callable[[torch.Tensor], torch.Tensor]  # A, called on (B, C, H, W); None in blind deblurring
+Rngs = list[torch.Generator]  # one CPU torch.Generator per sample
 
 
 @dataclass
@@ -218,10 +226,38 @@ CAPABILITIES = {
 }
 
 
+#: registry name -> solver class, filled by :func:`register`
+SOLVERS: dict[str, type["Solver"]] = {}
+
+
+def register(name: str) -> Callable[[type["Solver"]], type["Solver"]]:
+    """Class decorator: register a :class:`Solver` subclass as ``name`` (also its ``name`` attribute).
+
+    Adding a solver is one module in ``monai_dmilo/solvers/`` (imported by the package, which
+    registers it) plus its presets in ``configs/solvers/``::
+
+        @register("my_solver")
+        class MySolver(Solver):
+            tuning_knob = "lam"             # what the quality benchmark tunes on validation
+            def _run(self, state, y, operator, generator, z0, rngs): ...
+    """
+    def decorate(cls: type["Solver"]) -> type["Solver"]:
+        if not (isinstance(cls, type) and issubclass(cls, Solver)):
+            raise TypeError(f"@register({name!r}) decorates Solver subclasses, got {cls!r}.")
+        if name in SOLVERS and SOLVERS[name] is not cls:
+            raise ValueError(f"solver name {name!r} is already registered by {SOLVERS[name].__qualname__}.")
+        cls.name = name
+        SOLVERS[name] = cls
+        return cls
+
+    return decorate
+
+
 class Solver:
     """Base class: ``solve(y, operator, generator, *, seed=None, z_init=None) -> SolverOutput``.
 
-    Subclasses implement :meth:`_run`, updating the :class:`RunState` (estimate, records, NFE).
+    Subclasses implement :meth:`_run`, updating the :class:`RunState` (estimate, records, NFE),
+    and are registered with :func:`register`.
 
     Args (shared, keyword-only):
         selection: result-selection rule name (``"final"``, ``"lowest_data_fit"``, ``"es_wmv"``;
@@ -235,6 +271,12 @@ class Solver:
     """
 
     name = "solver"
+    #: the hyperparameter the quality benchmark tunes on validation (None: nothing to tune) ...
+    tuning_knob: str | None = None
+    #: ... by these factors around the preset's value (empty: the knob is searched another way)
+    tuning_factors: tuple[float, ...] = (0.3, 1.0, 3.0)
+    #: whether the benchmark may grow the grid past a winning edge (False for a bounded knob)
+    tuning_extendable: bool = True
 
     def __init__(
         self,
@@ -256,16 +298,10 @@ class Solver:
     def _progress_total(self) -> int | None:
         return None
 
-    def _run(
-        self,
-        state: RunState,
-        y: torch.Tensor,
-        operator: Callable[[torch.Tensor], torch.Tensor] | None,
-        generator: Any,
-        z0: torch.Tensor,
-        rngs: list[torch.Generator],
-    ) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
+        """Solve ``y = A(x)`` for the batch, updating ``state``; ``z0`` ``(B, C, H, W)`` the initial noise, ``rngs``
+        one CPU ``torch.Generator`` per sample for any further draws."""
+        raise NotImplementedError  # pragma: no cover - abstract
 
     #: the operator method this solver needs beyond ``A(x)`` (``"svd"``, ``"proximal"``, ``"pseudo_inverse"``)
     requires: str | None = None
@@ -294,7 +330,7 @@ class Solver:
         Args:
             y: the measurement, ``(B, ...)`` (image-shaped or not, real or complex).
             operator: the forward model, called as ``operator(x)`` on ``(B, C, H, W)`` images.
-            generator: a :class:`~monai_dmilo.generator.StepwiseDDIM` (``step``, ``num_steps``,
+            generator: a :class:`~monai_dmilo.priors.stepwise.StepwiseDDIM` (``step``, ``num_steps``,
                 ``image_shape``; ``denoise`` for DPS).
             seed: an int, or one int per sample, for ``z_0`` (and other draws); ``None``: drawn
                 from torch's global RNG.

@@ -25,17 +25,18 @@ History: ``x0`` after each level's Langevin steps (every ``report_every`` levels
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from .base import RunState, Solver
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import draw_noise, per_sample_mean_square, per_sample_sum_square
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
 
 __all__ = ["DAPS"]
 
 
+@register("daps")
 class DAPS(Solver):
     """Decoupled annealing posterior sampling (see module docstring).
 
@@ -50,7 +51,7 @@ class DAPS(Solver):
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
-    name = "daps"
+    tuning_knob = "langevin_lr"
 
     def __init__(
         self,
@@ -80,11 +81,8 @@ class DAPS(Solver):
     def _progress_total(self) -> int | None:
         return self.num_steps // self.report_every
 
-    def _run(self, state: RunState, y: torch.Tensor, operator: Callable[[torch.Tensor], torch.Tensor],
-             generator: Any, z0: torch.Tensor, rngs: list[torch.Generator]) -> None:
-        from monai_dmilo.generator import StepwiseDDIM
-
-        total = generator.schedule_params["num_train_timesteps"]
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
+        total = generator.num_train_timesteps
         levels = torch.linspace(total - 1, 0, self.num_steps + 1).round().long().tolist()   # t_K ... t_0 = 0
         abar = generator.alphas_cumprod.double().cpu()
 
@@ -93,9 +91,7 @@ class DAPS(Solver):
         for k, t in enumerate(levels[:-1]):
             grid = torch.linspace(t, 0, self.ode_steps + 1).round().long().tolist()
             pairs = [(a, b) for a, b in zip(grid[:-1], grid[1:]) if a > b]
-            ode = StepwiseDDIM(generator.network, timesteps=pairs, clip_x0=generator.clip_x0,
-                               image_shape=generator.image_shape, autocast_dtype=generator.autocast_dtype,
-                               **generator.schedule_params)
+            ode = generator.with_timesteps(pairs)
             with torch.no_grad():
                 state_t = z
                 for i in range(ode.num_steps - 1):

@@ -25,13 +25,14 @@ from typing import Any
 
 import torch
 
-from .base import RunState, Solver
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import draw_noise, per_sample_mean_square
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
 
 __all__ = ["DDRM"]
 
 
+@register("ddrm")
 class DDRM(Solver):
     """Denoising diffusion restoration in the operator's spectral basis (see module docstring).
 
@@ -44,7 +45,9 @@ class DDRM(Solver):
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
-    name = "ddrm"
+    tuning_knob = "eta"
+    tuning_factors = (0.6, 1.0, 1.15)
+    tuning_extendable = False  # eta is at most 1
     requires = "svd"
 
     def __init__(
@@ -71,8 +74,7 @@ class DDRM(Solver):
     def _progress_total(self) -> int | None:
         return self.num_steps // self.report_every
 
-    def _run(self, state: RunState, y: torch.Tensor, operator: Any, generator: Any, z0: torch.Tensor,
-             rngs: list[torch.Generator]) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         gen = generator.with_uniform_steps(self.num_steps)
         with torch.no_grad():
             spectral = operator.svd(y)

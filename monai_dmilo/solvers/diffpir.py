@@ -22,17 +22,18 @@ single solves agree. History: ``x0_hat`` and its data fit at each step, then the
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from .base import RunState, Solver
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import draw_noise, per_sample_mean_square
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
 
 __all__ = ["DiffPIR"]
 
 
+@register("diffpir")
 class DiffPIR(Solver):
     """Plug-and-play diffusion sampling with a proximal data step (see module docstring).
 
@@ -45,7 +46,7 @@ class DiffPIR(Solver):
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
-    name = "diffpir"
+    tuning_knob = "lam"
     requires = "proximal"
 
     def __init__(
@@ -72,15 +73,7 @@ class DiffPIR(Solver):
     def _progress_total(self) -> int | None:
         return self.num_steps // self.report_every
 
-    def _run(
-        self,
-        state: RunState,
-        y: torch.Tensor,
-        operator: Callable[[torch.Tensor], torch.Tensor],
-        generator: Any,
-        z0: torch.Tensor,
-        rngs: list[torch.Generator],
-    ) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         gen = generator.with_uniform_steps(self.num_steps)
         x = z0
         state.x = z0.clamp(-1.0, 1.0)

@@ -28,8 +28,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from ..validation import check_positive
-from .base import RunState, Solver
+from monai_dmilo.checks import check_positive
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import draw_noise, per_sample_mean_square
 from .selection import discrepancy_level
 
@@ -81,6 +81,7 @@ def default_blur_factory(kernel: torch.Tensor) -> Callable[[torch.Tensor], torch
     return build("blur", kernel=kernel)
 
 
+@register("dmilo")
 class DMILO(Solver):
     """DMILO: Algorithm 1 of the paper (see module docstring).
 
@@ -114,7 +115,8 @@ class DMILO(Solver):
     Defaults are the inpainting preset of docs/algorithms.md section 7 (``configs/solvers``).
     """
 
-    name = "dmilo"
+    tuning_knob = "lr_z"
+    tuning_factors = (0.5, 1.0, 2.0)
 
     def __init__(
         self,
@@ -226,15 +228,7 @@ class DMILO(Solver):
         """After the regeneration; ``x = clip(z_N)``."""
 
     # -- the algorithm -------------------------------------------------------------------------
-    def _run(
-        self,
-        state: RunState,
-        y: torch.Tensor,
-        operator: Callable[[torch.Tensor], torch.Tensor] | None,
-        generator: Any,
-        z0: torch.Tensor,
-        rngs: list[torch.Generator],
-    ) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         n = generator.num_steps
         blocks = self.layer_blocks(n)
         ctx = DMILOProblem(y=y, operator=operator, generator=generator, state=state, blocks=blocks)

@@ -25,7 +25,8 @@ from typing import Any, Callable
 import torch
 
 from .numerics import per_sample_norm, per_sample_sum_square
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
+from .base import register
 from .dmilo import DMILO, DMILOProblem
 
 __all__ = ["DMILOPGD", "FIDELITY_STEPS"]
@@ -51,6 +52,7 @@ FIDELITY_STEPS: dict[str, Callable[[Callable, torch.Tensor, torch.Tensor, float]
 }
 
 
+@register("dmilo_pgd")
 class DMILOPGD(DMILO):
     """DMILO-PGD: Algorithm 2 of the paper (see module docstring).
 
@@ -64,7 +66,8 @@ class DMILOPGD(DMILO):
     Defaults are the inpainting preset of docs/algorithms.md section 7.
     """
 
-    name = "dmilo_pgd"
+    tuning_knob = "lr_x"
+    tuning_factors = (0.5, 1.0, 2.0)
 
     def __init__(
         self,

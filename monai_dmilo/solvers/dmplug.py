@@ -12,18 +12,19 @@ of the batch has stopped (checked every ``check_every`` iterations, the only hos
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .base import RunState, Solver
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import per_sample_mean_square
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
 
 __all__ = ["DMPlug"]
 
 
+@register("dmplug")
 class DMPlug(Solver):
     """DMPlug with optional gradient checkpointing.
 
@@ -36,7 +37,9 @@ class DMPlug(Solver):
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
-    name = "dmplug"
+    tuning_knob = "num_iters"
+    tuning_factors = ()
+    tuning_extendable = False  # num_iters: DMPlug's plateau, not a grid
 
     def __init__(
         self,
@@ -70,15 +73,7 @@ class DMPlug(Solver):
                 z = generator.step(z, i)
         return z
 
-    def _run(
-        self,
-        state: RunState,
-        y: torch.Tensor,
-        operator: Callable[[torch.Tensor], torch.Tensor],
-        generator: Any,
-        z0: torch.Tensor,
-        rngs: list[torch.Generator],
-    ) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         n = generator.num_steps
         z = z0.detach().clone().requires_grad_(True)
         optimizer = torch.optim.Adam([z], lr=self.lr)

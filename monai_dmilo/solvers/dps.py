@@ -19,17 +19,18 @@ prediction ``x0_hat`` and its data fit) plus the final ``clip(z_0)``.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from .base import RunState, Solver
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import ddim_sigma, draw_noise, per_sample_mean_square, per_sample_norm
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
 
 __all__ = ["DPS"]
 
 
+@register("dps")
 class DPS(Solver):
     """Diffusion posterior sampling (see module docstring).
 
@@ -42,7 +43,7 @@ class DPS(Solver):
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
-    name = "dps"
+    tuning_knob = "zeta"
 
     def __init__(
         self,
@@ -64,15 +65,7 @@ class DPS(Solver):
         self.num_steps = num_steps
         self.report_every = report_every
 
-    def _run(
-        self,
-        state: RunState,
-        y: torch.Tensor,
-        operator: Callable[[torch.Tensor], torch.Tensor],
-        generator: Any,
-        z0: torch.Tensor,
-        rngs: list[torch.Generator],
-    ) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         gen = generator if self.num_steps is None else generator.with_uniform_steps(self.num_steps)
         z = z0
         state.x = z0.clamp(-1.0, 1.0)

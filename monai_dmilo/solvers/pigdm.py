@@ -24,13 +24,14 @@ from typing import Any
 
 import torch
 
-from .base import RunState, Solver
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import ddim_sigma, draw_noise, per_sample_mean_square
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
 
 __all__ = ["PiGDM"]
 
 
+@register("pigdm")
 class PiGDM(Solver):
     """Pseudo-inverse guided DDIM sampling (see module docstring).
 
@@ -42,7 +43,7 @@ class PiGDM(Solver):
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
-    name = "pigdm"
+    tuning_knob = "guidance_weight"
     requires = "pseudo_inverse"
 
     def __init__(
@@ -65,15 +66,7 @@ class PiGDM(Solver):
     def _progress_total(self) -> int | None:
         return self.num_steps // self.report_every
 
-    def _run(
-        self,
-        state: RunState,
-        y: torch.Tensor,
-        operator: Any,
-        generator: Any,
-        z0: torch.Tensor,
-        rngs: list[torch.Generator],
-    ) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         gen = generator.with_uniform_steps(self.num_steps)
         target = operator.pseudo_inverse(y)
         x = z0

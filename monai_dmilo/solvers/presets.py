@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from monai_dmilo.yaml_presets import CONFIG_ROOT, find_preset, preset_names, read_yaml_mapping
+from monai_dmilo.workflow.presets import CONFIG_ROOT, find_preset, preset_names, read_yaml_mapping
 
 __all__ = ["PRESET_DIR", "available_presets", "load_solver_preset", "resolve_solver_preset", "task_solver_preset"]
 

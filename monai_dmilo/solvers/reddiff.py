@@ -20,17 +20,18 @@ the sample's seed stream. History: ``data_fit`` every ``report_every`` steps and
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from .base import RunState, Solver
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import draw_noise, per_sample_mean_square
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
 
 __all__ = ["REDDiff"]
 
 
+@register("reddiff")
 class REDDiff(Solver):
     """RED-diff (see module docstring).
 
@@ -42,7 +43,7 @@ class REDDiff(Solver):
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
-    name = "reddiff"
+    tuning_knob = "lam"
 
     def __init__(
         self,
@@ -63,15 +64,7 @@ class REDDiff(Solver):
     def _progress_total(self) -> int | None:
         return -(-self.num_steps // self.report_every)
 
-    def _run(
-        self,
-        state: RunState,
-        y: torch.Tensor,
-        operator: Callable[[torch.Tensor], torch.Tensor],
-        generator: Any,
-        z0: torch.Tensor,
-        rngs: list[torch.Generator],
-    ) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         gen = generator.with_uniform_steps(self.num_steps)
         with torch.no_grad():
             if callable(getattr(operator, "pseudo_inverse", None)):

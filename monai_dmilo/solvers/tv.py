@@ -14,13 +14,13 @@ the image shape. History: ``data_fit`` every ``report_every`` iterations and at 
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from .base import RunState, Solver
+from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import per_sample_mean_square, per_sample_sum_square
-from ..validation import check_positive
+from monai_dmilo.checks import check_positive
 
 __all__ = ["TV", "total_variation"]
 
@@ -32,6 +32,7 @@ def total_variation(x: torch.Tensor, delta: float) -> torch.Tensor:
     return (dx.square() + dy.square() + delta**2).sqrt().flatten(1).sum(1)
 
 
+@register("tv")
 class TV(Solver):
     """TV-regularised least squares (see module docstring).
 
@@ -44,7 +45,8 @@ class TV(Solver):
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
-    name = "tv"
+    tuning_knob = "lam"
+    tuning_factors = (0.1, 0.3, 1.0, 3.0, 10.0)
 
     def __init__(
         self,
@@ -68,15 +70,7 @@ class TV(Solver):
     def _progress_total(self) -> int | None:
         return -(-self.num_iters // self.report_every)
 
-    def _run(
-        self,
-        state: RunState,
-        y: torch.Tensor,
-        operator: Callable[[torch.Tensor], torch.Tensor],
-        generator: Any,
-        z0: torch.Tensor,
-        rngs: list[torch.Generator],
-    ) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
         x = torch.zeros_like(z0, requires_grad=True)
         state.x = x.detach().clone()
         optimizer = torch.optim.Adam([x], lr=self.lr)

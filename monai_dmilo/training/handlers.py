@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from monai_dmilo.checkpoints import sha256_of
+from monai_dmilo.priors.checkpoints import sha256_of
 
 __all__ = ["LossCSVLogger", "StateDictExporter", "SampleGridSaver", "sample_images", "save_image_grid"]
 
@@ -126,10 +126,10 @@ def sample_images(
 ) -> torch.Tensor:
     """DDIM samples ``(num_samples, C, H, W)`` in [-1, 1] from an epsilon-prediction network.
 
-    Uses :class:`monai_dmilo.generator.StepwiseDDIM` with evenly spaced timesteps; the network's
+    Uses :class:`monai_dmilo.priors.stepwise.StepwiseDDIM` with evenly spaced timesteps; the network's
     train/eval mode and ``requires_grad`` flags are restored afterwards.
     """
-    from monai_dmilo.generator import StepwiseDDIM
+    from monai_dmilo.priors.stepwise import StepwiseDDIM
 
     param = next(network.parameters())
     was_training = network.training

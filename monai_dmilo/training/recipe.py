@@ -10,7 +10,7 @@ first shipped priors were trained with. ``bundle/configs/train.yaml`` exposes th
 * :func:`min_snr_weight`: Min-SNR-gamma weights for epsilon prediction (Hang et al., ICCV 2023):
   ``w(t) = min(SNR(t), gamma) / SNR(t)`` with ``SNR(t) = abar_t / (1 - abar_t)``.
 * :func:`loss_weight`: Min-SNR, or the weight that turns the eps-MSE into a v-prediction
-  network's v-MSE (``parameterization: v``, :mod:`monai_dmilo.networks.parameterization`).
+  network's v-MSE (``parameterization: v``, :mod:`monai_dmilo.priors.parameterization`).
 * :class:`WeightedPrepareBatch` and :class:`WeightedDiffusionInferer`: the weighting inside MONAI's
   ``SupervisedTrainer``. The loss stays ``MSELoss``; prediction and target are both multiplied by
   ``sqrt(w(t))`` per sample, so the MSE is ``mean_b w(t_b) * mean((eps_pred - eps) ** 2)``.
@@ -24,7 +24,7 @@ import torch
 from monai.engines.utils import DiffusionPrepareBatch
 from monai.inferers import DiffusionInferer
 
-from monai_dmilo.networks.parameterization import PARAMETERIZATIONS, parameterization_weight
+from monai_dmilo.priors.parameterization import PARAMETERIZATIONS, parameterization_weight
 
 __all__ = ["LR_SCHEDULES", "lr_factor", "min_snr_weight", "loss_weight", "WeightedPrepareBatch", "WeightedDiffusionInferer"]
 
@@ -66,7 +66,7 @@ def loss_weight(timesteps: torch.Tensor, alphas_cumprod: torch.Tensor, *, min_sn
     Min-SNR-gamma when ``min_snr_gamma`` is given (its weight is ``min(SNR, gamma)`` on the x0-MSE
     whatever the network predicts, so ``min(SNR, gamma) / SNR`` on the eps-MSE for ``"eps"`` and
     ``"v"`` alike); otherwise the parameterization's own MSE
-    (:func:`monai_dmilo.networks.parameterization.parameterization_weight`: 1 for eps, ``1 / abar_t``
+    (:func:`monai_dmilo.priors.parameterization.parameterization_weight`: 1 for eps, ``1 / abar_t``
     for v).
     """
     if min_snr_gamma is not None:

@@ -10,12 +10,12 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from monai_dmilo.networks.parameterization import PARAMETERIZATIONS, wrap_network
+from monai_dmilo.priors.parameterization import PARAMETERIZATIONS, wrap_network
 
 from .factory import build_ddpm_scheduler
 from .handlers import LossCSVLogger, SampleGridSaver, StateDictExporter
 from .recipe import LR_SCHEDULES, WeightedDiffusionInferer, WeightedPrepareBatch, lr_factor
-from monai_dmilo.validation import as_bool
+from monai_dmilo.checks import as_bool
 
 __all__ = ["create_prior_trainer", "train_prior"]
 
@@ -84,7 +84,7 @@ def create_prior_trainer(
         min_snr_gamma: Min-SNR-gamma loss weighting (None: the parameterization's plain MSE); see
             :mod:`monai_dmilo.training.recipe`.
         parameterization: ``"eps"`` (``network`` predicts eps) or ``"v"``: ``network`` predicts v
-            inside :class:`monai_dmilo.networks.parameterization.VPredictionEps`, which outputs eps,
+            inside :class:`monai_dmilo.priors.parameterization.VPredictionEps`, which outputs eps,
             trained with the v-MSE. The trained and exported module is the wrapper, so every consumer
             still reads eps; the exported model config records ``parameterization``.
         keep_snapshots: keep a copy of every export under ``snapshots/`` (quality along the run).

@@ -28,6 +28,6 @@ from .measurement import (
     SimulateMeasurementd,
 )
 from . import measurement, operator_parameters
-from .seeding import base_seed, mix_seed, sample_seed
+from monai_dmilo.seeds import base_seed, mix_seed, sample_seed
 
 __all__ = [*operator_parameters.__all__, *measurement.__all__, "base_seed", "mix_seed", "sample_seed"]

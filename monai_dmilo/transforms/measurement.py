@@ -25,7 +25,9 @@ from monai.transforms import Randomizable, Transform
 
 from monai_dmilo.operators import ForwardOperator, batch_keys, build, build_noise
 
-from .seeding import MAX_SEED, SeededItemTransform, sample_seed
+from monai_dmilo.seeds import MAX_SEED, sample_seed
+
+from .seeded import SeededItemTransform
 
 __all__ = [
     "SimulateMeasurement",
@@ -130,7 +132,7 @@ class SimulateMeasurementd(SeededItemTransform):
             each under its own name. A parameter present in the data is read from it; a tensor parameter given in
             ``operator_params`` is written to its key, so the dictionary always holds all of them.
         measurement_key: where ``y`` goes.
-        seed_key: per-sample seed key (see :mod:`monai_dmilo.transforms.seeding`).
+        seed_key: per-sample seed key (see :mod:`monai_dmilo.seeds`).
 
     Example:
         >>> Compose([LoadImaged("image", ensure_channel_first=True), ScaleIntensityd("image", minv=-1, maxv=1),

@@ -18,7 +18,9 @@ from monai.transforms import Randomizable, Transform
 from monai_dmilo.operators.kernels import gaussian_kernel, motion_kernel
 from monai_dmilo.operators.masks import box_mask, kspace_mask, random_pixel_mask
 
-from .seeding import MAX_SEED, SeededItemTransform, sample_seed
+from monai_dmilo.seeds import MAX_SEED, sample_seed
+
+from .seeded import SeededItemTransform
 
 __all__ = [
     "RandInpaintingMask",
@@ -190,7 +192,7 @@ class RandInpaintingMaskd(_SeededDict):
     Args:
         keys: the image key whose size the mask takes.
         mask_key: where the mask goes.
-        seed_key: per-sample seed key (see :mod:`monai_dmilo.transforms.seeding`).
+        seed_key: per-sample seed key (see :mod:`monai_dmilo.seeds`).
         kind, hidden_fraction, box_size: as :class:`RandInpaintingMask`.
     """
 

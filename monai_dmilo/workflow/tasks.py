@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_dmilo.operators import required_batch_keys
-from monai_dmilo.yaml_presets import CONFIG_ROOT, find_preset, preset_names, read_yaml_mapping
+from monai_dmilo.workflow.presets import CONFIG_ROOT, find_preset, preset_names, read_yaml_mapping
 
 __all__ = ["TASK_DIR", "available_tasks", "load_task", "simulation_transform"]
 

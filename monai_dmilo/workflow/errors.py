@@ -6,7 +6,8 @@ uncaught exception whose chain holds a user-input error (``ValueError``, ``TypeE
 the value and what was expected) prints ``monai_dmilo error: <message>`` on one line and the
 process exits with status 1. MONAI's config parser wraps such errors in ``RuntimeError("Failed to
 evaluate ...")``; the hook looks through that chain. Set ``MONAI_DMILO_TRACEBACK=1`` to see the full
-traceback instead. Any other exception keeps Python's traceback. An uncaught Ctrl-C
+traceback instead. Any other exception keeps Python's traceback. A workflow file run without the
+files it is layered on (``common.yaml`` first) gets one line saying which to list. An uncaught Ctrl-C
 (``KeyboardInterrupt``, e.g. while the workflow loads or checks its inputs) prints one line and
 exits with status 130, as an interrupted solve does.
 """
@@ -16,10 +17,16 @@ import os
 import sys
 from typing import Any, Callable
 
-__all__ = ["USER_ERRORS", "root_cause", "user_error", "one_line_message", "exit_on_error", "install_one_line_errors"]
+__all__ = ["USER_ERRORS", "root_cause", "user_error", "one_line_message", "install_one_line_errors", "not_a_workflow",
+           "layering_hint"]
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, FileNotFoundError, KeyError)
 TRACEBACK_ENV = "MONAI_DMILO_TRACEBACK"
+CONFIG_DIR = "bundle/configs"
+#: what MONAI says when a config lacks a key another file defines
+_MISSING = ("is not defined in the config content", "doesn't exist in the config file")
+#: the running workflow file and the files it is layered on (install_one_line_errors)
+_LAYERING: dict[str, object] = {"workflow": None, "layered_on": ()}
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -53,12 +60,27 @@ def one_line_message(err: BaseException) -> str:
     return "monai_dmilo error: " + " ".join(str(message).split())
 
 
-def exit_on_error(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn``; a user-input error becomes ``SystemExit`` with one line (no traceback)."""
-    try:
-        return fn(*args, **kwargs)
-    except USER_ERRORS as err:
-        raise SystemExit(one_line_message(err)) from None
+def config_files_argument(files: list[str]) -> str:
+    """``--config_file "['bundle/configs/a.yaml','bundle/configs/b.yaml']"`` for these file names."""
+    listed = ",".join(f"'{CONFIG_DIR}/{f}'" for f in files)
+    return f'--config_file "[{listed}]"'
+
+
+def layering_hint(message: str) -> str:
+    """What to add to a missing-key message of MONAI when the running workflow file is layered on
+    others (set by :func:`install_one_line_errors`), else ``""``."""
+    workflow, layered_on = _LAYERING["workflow"], list(_LAYERING["layered_on"])
+    if not workflow or not layered_on or not any(m in message for m in _MISSING):
+        return ""
+    return (f"; {workflow} is layered on {' and '.join(layered_on)}: list them first, "
+            f"{config_files_argument([*layered_on, workflow])}")
+
+
+def not_a_workflow(name: str) -> None:
+    """Raise the one-line error of a shared config file run on its own (``common.yaml``)."""
+    install_one_line_errors()
+    raise ValueError(f"{name} holds what the workflows share and is not a workflow itself: list it first, then a "
+                     f"workflow, e.g. {config_files_argument([name, 'evaluate.yaml'])}")
 
 
 def _hook(previous: Callable[..., Any]) -> Callable[..., Any]:
@@ -74,13 +96,23 @@ def _hook(previous: Callable[..., Any]) -> Callable[..., Any]:
         if err is None or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
             previous(exc_type, exc, tb)
             return
-        print(f"{one_line_message(err)} (set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
+        line, hint = one_line_message(err), layering_hint(str(err))
+        line = line.rstrip(".") + hint if hint else line
+        print(f"{line} (set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
 
     hook.monai_dmilo_one_line = True  # type: ignore[attr-defined]
     return hook
 
 
-def install_one_line_errors() -> None:
-    """Install the one-line hook as ``sys.excepthook`` (once; other exceptions go to the previous hook)."""
+def install_one_line_errors(workflow: str | None = None, layered_on: list[str] | tuple[str, ...] = ()) -> None:
+    """Install the one-line hook as ``sys.excepthook`` (once; other exceptions go to the previous hook).
+
+    Args:
+        workflow: the workflow file calling it (``"evaluate.yaml"``), named in the hint of
+            :func:`layering_hint`.
+        layered_on: the files it must be listed after (``["common.yaml"]``).
+    """
+    if workflow is not None:
+        _LAYERING.update(workflow=workflow, layered_on=tuple(layered_on))
     if not getattr(sys.excepthook, "monai_dmilo_one_line", False):
         sys.excepthook = _hook(sys.excepthook)

@@ -33,7 +33,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def _manifest(output_dir: Path) -> Path:
-    from monai_dmilo.distributed import rank_and_world_size
+    from monai_dmilo.workflow.distributed import rank_and_world_size
 
     return output_dir / f".written.rank{rank_and_world_size()[0]}.txt"
 

@@ -8,12 +8,11 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from monai_dmilo.validation import as_bool
-from monai_dmilo.distributed import barrier, rank_and_world_size
-from monai_dmilo.run_files import atomic_path, remove_run_files
+from monai_dmilo.checks import as_bool
+from monai_dmilo.workflow.distributed import barrier, rank_and_world_size
+from monai_dmilo.workflow.run_files import atomic_path, remove_run_files
 
-__all__ = ["METRICS_CSV", "SETTINGS_JSON", "SLICES_DIR", "check_output_dir", "start_run", "prepare_output_dir",
-           "read_results", "pending_items"]
+__all__ = ["METRICS_CSV", "SETTINGS_JSON", "SLICES_DIR", "check_output_dir", "start_run", "read_results", "pending_items"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def start_run(output_dir: str | Path, *, settings: Mapping[str, Any], overwrite:
 
     With ``overwrite``, the previous run's outputs are deleted first: its fixed-name files
     (``metrics.csv``, summaries, settings), its slice cache and the files its manifest lists
-    (:mod:`monai_dmilo.run_files`); files a user put in ``reconstructions/`` etc. stay.
+    (:mod:`monai_dmilo.workflow.run_files`); files a user put in ``reconstructions/`` etc. stay.
     """
     out = Path(output_dir)
     overwrite = as_bool("overwrite", overwrite)
@@ -81,12 +80,6 @@ def start_run(output_dir: str | Path, *, settings: Mapping[str, Any], overwrite:
             tmp.write_text(json.dumps(settings, indent=2, sort_keys=True))
     barrier()
     return str(out)
-
-
-def prepare_output_dir(output_dir: str | Path, *, settings: Mapping[str, Any], overwrite: bool = False) -> str:
-    """:func:`check_output_dir` then :func:`start_run` (for scripts without separate checks)."""
-    check_output_dir(output_dir, settings=settings, overwrite=overwrite)
-    return start_run(output_dir, settings=settings, overwrite=overwrite)
 
 
 def read_results(output_dir: str | Path) -> list[dict[str, str]]:

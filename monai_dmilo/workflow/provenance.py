@@ -24,8 +24,8 @@ DEFAULT_MODEL_CONFIG = "configs/models/fashion_mnist_32.yaml"
 def measurement_provenance(task: Mapping[str, Any], model_config: str | Path, checkpoint: str | Path | None,
                            image_shape: Sequence[int]) -> dict[str, Any]:
     """The provenance record of simulated measurements (plain JSON types)."""
-    from monai_dmilo.checkpoints import sha256_of
-    from monai_dmilo.networks.priors import load_model_config
+    from monai_dmilo.priors.checkpoints import sha256_of
+    from monai_dmilo.priors.loading import load_model_config
 
     config = load_model_config(model_config)
     weights = Path(checkpoint) if checkpoint else (Path(config["checkpoint"]) if config["checkpoint"] else None)
@@ -61,7 +61,7 @@ def inference_task(task: str | None, provenance: Mapping[str, Any] | None) -> di
         ValueError: no task given and none recorded; or the given task's operator is not the one the
             measurements were made with.
     """
-    from monai_dmilo.tasks import available_tasks, load_task
+    from monai_dmilo.workflow.tasks import available_tasks, load_task
 
     recorded = (provenance or {}).get("task")
     if task is None:

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from monai_dmilo.generator import linear_alphas_cumprod
+from monai_dmilo.priors.stepwise import linear_alphas_cumprod
 
 __all__ = ["VPredictionEps", "PARAMETERIZATIONS", "wrap_network", "parameterization_weight"]
 

@@ -14,7 +14,7 @@ import yaml
 __all__ = ["CONFIG_ROOT", "preset_names", "find_preset", "read_yaml_mapping"]
 
 #: ``configs/`` of the source tree (the repository root is one level above this package).
-CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"
 
 
 def preset_names(folder: Path) -> list[str]:

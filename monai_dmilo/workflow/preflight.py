@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from monai_dmilo.errors import root_cause, user_error
+from monai_dmilo.workflow.errors import root_cause, user_error
 
 __all__ = ["check_images", "check_measurements"]
 

@@ -1,0 +1,300 @@
+"""Model configs: one YAML file per diffusion prior, and the functions that turn it into a generator.
+
+A model config (``configs/models/<name>.yaml``) says which architecture to build, with which
+parameters, where its weights are and which DDPM schedule it was trained with::
+
+    name: fashion_mnist_32
+    architecture: monai_unet            # a key of ARCHITECTURES: monai_unet | adm
+    params: {spatial_dims: 2, in_channels: 1, out_channels: 1, channels: [32, 64, 64], ...}
+    # adm only: preset: ffhq_10m        (params then override the preset's values)
+    image_shape: [1, 32, 32]            # (C, H, W) the prior generates
+    checkpoint: ../../bundle/models/fashion_mnist_32.pt   # relative to this YAML file, or absolute
+    sha256: null                        # hex digest checked before loading, when known
+    schedule: {num_train_timesteps: 1000, beta_start: 0.0001, beta_end: 0.02}
+    parameterization: eps               # what the network predicts inside: eps (default) | v; the
+                                        # built module outputs eps either way (networks/parameterization.py)
+    source: where to obtain the checkpoint (shown when the file is missing)
+    description: free text (any other key is kept as metadata, e.g. intensity)
+
+Usage::
+
+    gen = build_generator("configs/models/ffhq_10m.yaml", num_steps=3, device=device)
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from monai_dmilo.priors.checkpoints import load_into, load_state_dict
+from monai_dmilo.workflow.presets import CONFIG_ROOT, preset_names, read_yaml_mapping
+from monai_dmilo.priors.stepwise import StepwiseDDIM
+from monai_dmilo.networks.adm_unet import ADMUNet
+from monai_dmilo.networks.monai_unet import monai_unet
+from monai_dmilo.priors.parameterization import PARAMETERIZATIONS, wrap_network
+
+__all__ = ["ARCHITECTURES", "load_model_config", "build_network", "load_prior", "build_generator"]
+
+
+def _build_monai_unet(config: Mapping[str, Any]) -> nn.Module:
+    return monai_unet(**config["params"])
+
+
+def _build_adm(config: Mapping[str, Any]) -> nn.Module:
+    preset = config.get("preset")
+    if preset is not None:
+        return ADMUNet.from_preset(preset, **config["params"])
+    return ADMUNet(**config["params"])
+
+
+# name -> builder(config) -> randomly initialised network.
+ARCHITECTURES: dict[str, Callable[[Mapping[str, Any]], nn.Module]] = {
+    "monai_unet": _build_monai_unet,
+    "adm": _build_adm,
+}
+
+_KEYS = {
+    "name", "architecture", "params", "preset", "image_shape", "checkpoint", "sha256", "schedule",
+    "source", "description", "license", "parameterization",
+}
+_SCHEDULE_DEFAULTS = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"}
+# configs/models/ of a source checkout, used to resolve a bare prior name.
+_CONFIG_DIR = CONFIG_ROOT / "models"
+
+
+def _resolve_source(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, Any], Path | None]:
+    if isinstance(path_or_dict, Mapping):
+        return dict(path_or_dict), None
+    if not isinstance(path_or_dict, (str, os.PathLike)):
+        raise TypeError(f"model config must be a path, a prior name or a mapping, got {type(path_or_dict).__name__}.")
+    path = Path(path_or_dict).expanduser()
+    if not path.is_file() and path.suffix == "" and len(path.parts) == 1:
+        candidate = _CONFIG_DIR / f"{path.name}.yaml"
+        if candidate.is_file():
+            path = candidate
+        else:
+            known = preset_names(_CONFIG_DIR)
+            raise FileNotFoundError(
+                f"no model config {str(path_or_dict)!r}: not a file, and not a prior name in {str(_CONFIG_DIR)!r} "
+                f"(known: {known})."
+            )
+    if not path.is_file():
+        raise FileNotFoundError(f"model config file not found: {str(path)!r}.")
+    return read_yaml_mapping(path, "model config"), path.resolve().parent
+
+
+def load_model_config(
+    path_or_dict: str | os.PathLike | Mapping[str, Any], *, base_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Read and validate a model config.
+
+    Args:
+        path_or_dict: a YAML file, a prior name of ``configs/models/`` (e.g. ``"ffhq_10m"``), or a
+            mapping (an already loaded config is returned re-validated).
+        base_dir: directory that a relative ``checkpoint`` is resolved against for a mapping
+            (default: the current directory); for a file it is the file's directory.
+
+    Returns:
+        A new dict with every key filled: ``checkpoint`` is an absolute path string or None,
+        ``params`` a dict, ``image_shape`` a tuple ``(C, H, W)``, ``schedule`` complete.
+
+    Raises:
+        FileNotFoundError: the config file does not exist.
+        ValueError: missing / unknown keys or malformed values.
+    """
+    config, config_dir = _resolve_source(path_or_dict)
+    where = f"model config {config.get('name', '<unnamed>')!r}"
+    for key in sorted(set(config) - _KEYS):  # free metadata is kept; a misspelt known key is an error
+        close = difflib.get_close_matches(str(key), _KEYS, n=1, cutoff=0.8)
+        if close:
+            raise ValueError(f"{where} has the unknown key {key!r}; did you mean {close[0]!r}?")
+    for key in ("name", "architecture", "image_shape"):
+        if key not in config:
+            raise ValueError(f"{where} is missing the required key {key!r}.")
+    if config["architecture"] not in ARCHITECTURES:
+        raise ValueError(
+            f"{where}: architecture must be one of {sorted(ARCHITECTURES)}, got {config['architecture']!r}."
+        )
+    params = config.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ValueError(f"{where}: params must be a mapping, got {params!r}.")
+    if config["architecture"] != "adm" and config.get("preset") is not None:
+        raise ValueError(f"{where}: 'preset' is only used by architecture 'adm', got architecture {config['architecture']!r}.")
+    shape = config["image_shape"]
+    if (
+        not isinstance(shape, (list, tuple))
+        or len(shape) != 3
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
+    ):
+        raise ValueError(f"{where}: image_shape must be three positive ints [C, H, W], got {shape!r}.")
+    schedule = config.get("schedule") or {}
+    if not isinstance(schedule, Mapping) or set(schedule) - set(_SCHEDULE_DEFAULTS):
+        raise ValueError(
+            f"{where}: schedule must be a mapping with keys among {sorted(_SCHEDULE_DEFAULTS)}, got {schedule!r}."
+        )
+    schedule = {**_SCHEDULE_DEFAULTS, **schedule}
+    parameterization = config.get("parameterization", "eps")
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(
+            f"{where}: parameterization must be one of {sorted(PARAMETERIZATIONS)}, got {parameterization!r}."
+        )
+    if schedule["beta_schedule"] != "linear":
+        raise ValueError(f"{where}: only the 'linear' beta_schedule is supported, got {schedule['beta_schedule']!r}.")
+    checkpoint = config.get("checkpoint")
+    if checkpoint is not None:
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            raise ValueError(f"{where}: checkpoint must be a path string or null, got {checkpoint!r}.")
+        checkpoint_path = Path(checkpoint).expanduser()
+        if not checkpoint_path.is_absolute():
+            base = config_dir if config_dir is not None else Path(base_dir if base_dir is not None else os.getcwd())
+            checkpoint_path = base / checkpoint_path
+        checkpoint = str(checkpoint_path.resolve())
+    sha256 = config.get("sha256")
+    if sha256 is not None and not (isinstance(sha256, str) and len(sha256) == 64):
+        raise ValueError(f"{where}: sha256 must be a 64-character hex digest or null, got {sha256!r}.")
+    return {
+        **config,
+        "params": dict(params),
+        "preset": config.get("preset"),
+        "image_shape": tuple(shape),
+        "schedule": schedule,
+        "parameterization": parameterization,
+        "checkpoint": checkpoint,
+        "sha256": sha256,
+        "source": config.get("source"),
+    }
+
+
+def build_network(config: str | os.PathLike | Mapping[str, Any]) -> nn.Module:
+    """The config's network with random weights (no checkpoint is read), as an eps-prediction module.
+
+    Raises:
+        ValueError: the network's input channels disagree with ``image_shape``.
+    """
+    config = load_model_config(config)
+    network = ARCHITECTURES[config["architecture"]](config)
+    sched = config["schedule"]
+    network = wrap_network(
+        network, config["parameterization"], num_train_timesteps=sched["num_train_timesteps"],
+        beta_start=sched["beta_start"], beta_end=sched["beta_end"],
+    )
+    in_channels = getattr(network, "in_channels", None)
+    if in_channels is not None and in_channels != config["image_shape"][0]:
+        raise ValueError(
+            f"model config {config['name']!r}: the network takes {in_channels} channels but image_shape is "
+            f"{list(config['image_shape'])}."
+        )
+    return network
+
+
+def _explicit_checkpoint_sha256(path: Path, given: str | None, config: Mapping[str, Any]) -> str | None:
+    """The digest an explicitly named checkpoint is checked against (None: unverified, logged)."""
+    if given is not None:
+        return given
+    sidecar = path.with_name(path.name + ".sha256")
+    if sidecar.is_file():
+        words = sidecar.read_text().split()
+        if not words:
+            raise ValueError(f"checkpoint digest file {str(sidecar)!r} is empty; expected a hex sha256.")
+        return words[0]
+    own = config.get("checkpoint")
+    if own is not None and Path(own).resolve() == path.resolve():
+        return config["sha256"]
+    logging.getLogger(__name__).info(
+        "loading checkpoint %s unverified (no checkpoint_sha256 given and no %s next to it)", path, sidecar.name
+    )
+    return None
+
+
+def load_prior(
+    config: str | os.PathLike | Mapping[str, Any],
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_sha256: str | None = None,
+    device: torch.device | str | None = None,
+) -> nn.Module:
+    """Build the config's network and load its weights; returned frozen and in eval mode.
+
+    Args:
+        config: model config (path, prior name or mapping; see :func:`load_model_config`).
+        checkpoint: a weights file overriding the config's ``checkpoint`` (e.g. a prior trained with
+            ``train.yaml``). It is checked against ``checkpoint_sha256``, else against the digest in a
+            ``<checkpoint>.sha256`` file next to it, else against the config's ``sha256`` when it is
+            the config's own file; otherwise it is loaded unverified (``weights_only``, strict) and a
+            log line says so.
+        checkpoint_sha256: expected hex sha256 of ``checkpoint``.
+        device: where to put the network (default: CPU).
+
+    Raises:
+        FileNotFoundError: the checkpoint file is missing (the message says where to put it).
+        ValueError: no checkpoint at all, a hash mismatch, or weights of another architecture.
+    """
+    config = load_model_config(config)
+    name = config["name"]
+    path = Path(checkpoint).expanduser().resolve() if checkpoint is not None else config["checkpoint"]
+    if path is None:
+        raise ValueError(f"model config {name!r} names no checkpoint; pass checkpoint=<path to the weights>.")
+    if not Path(path).is_file():
+        hint = f" {config['source']}" if config.get("source") else ""
+        raise FileNotFoundError(
+            f"checkpoint of prior {name!r} not found at {str(path)!r}.{hint} Place the weights file there, "
+            "or pass checkpoint=<path> (or edit 'checkpoint' in the model config)."
+        )
+    network = build_network(config)
+    expected = config["sha256"]
+    if checkpoint is not None:
+        expected = _explicit_checkpoint_sha256(Path(path), checkpoint_sha256, config)
+    state = load_state_dict(path, sha256=expected)
+    try:
+        load_into(network, state, strict=True)
+    except ValueError as err:
+        raise ValueError(
+            f"checkpoint {str(path)!r} does not match prior {name!r} (architecture "
+            f"{config['architecture']!r}{', preset ' + repr(config['preset']) if config['preset'] else ''}): {err}"
+        ) from err
+    network = network.eval().requires_grad_(False)
+    if device is not None:
+        network = network.to(device)
+    return network
+
+
+def build_generator(
+    config: str | os.PathLike | Mapping[str, Any],
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_sha256: str | None = None,
+    num_steps: int = 3,
+    schedule: str = "reference",
+    device: torch.device | str | None = None,
+    **kwargs: Any,
+) -> StepwiseDDIM:
+    """A :class:`~monai_dmilo.priors.stepwise.StepwiseDDIM` over the loaded prior.
+
+    Args:
+        config: model config (path, prior name or mapping).
+        checkpoint, checkpoint_sha256: weights file overriding the config's, and its expected digest
+            (see :func:`load_prior`).
+        num_steps: DDIM steps N.
+        schedule: ``"reference"`` or ``"uniform"`` timestep schedule.
+        device: where to put the generator.
+        kwargs: further ``StepwiseDDIM`` options (``clip_x0``, ``timesteps``, ``autocast_dtype``,
+            ...); they override the config's ``image_shape`` and ``schedule`` values.
+    """
+    config = load_model_config(config)
+    network = load_prior(config, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256, device=device)
+    sched = config["schedule"]
+    options: dict[str, Any] = {
+        "image_shape": config["image_shape"],
+        "num_train_timesteps": sched["num_train_timesteps"],
+        "beta_start": sched["beta_start"],
+        "beta_end": sched["beta_end"],
+        **kwargs,
+    }
+    generator = StepwiseDDIM(network, num_steps=num_steps, schedule=schedule, **options)
+    return generator.to(device) if device is not None else generator
