@@ -111,12 +111,12 @@ def check_image_sizes(items: list[dict], image_shape: Sequence[int]) -> None:
             )
 
 
-def _check_paths(items: list[dict], keys: Sequence[str], image_key: str) -> None:
+def _check_paths(items: list[dict], keys: Sequence[str]) -> None:
     for item in items:
         for k in keys:
             if k in item and not (Path(item[k]).is_file() or is_dicom_series(item[k])):
                 raise FileNotFoundError(f"{k} file {item[k]!r} (item {item.get('name')!r}) does not exist.")
-        if image_key == "image" and "image" in item and image_format(item["image"]) is None:
+        if "image" in item and image_format(item["image"]) is None:
             raise ValueError(
                 f"image {item['image']!r} has an unsupported suffix; expected one of {sorted(IMAGE_SUFFIXES)}."
             )
@@ -171,7 +171,7 @@ def build_datalist(
         items = list_images(dataset_dir, key=image_key)
     else:
         raise ValueError("either dataset_dir or datalist_file must be given, got neither.")
-    _check_paths(items, ("image", *path_keys), image_key)
+    _check_paths(items, ("image", *path_keys))
     items = expand_volumes(items, key=image_key)
     if image_shape is not None:
         check_image_sizes([i for i in items if "image" in i], image_shape)

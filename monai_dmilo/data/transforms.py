@@ -28,6 +28,12 @@ def from_prior_range(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return ScaleIntensityRange(a_min=-1.0, a_max=1.0, b_min=lo, b_max=hi, clip=True)(x)
 
 
+def _slice_index(data: dict) -> int | None:
+    """The item's ``slice`` of a volume, or None (absent, or -1: a 2D image)."""
+    value = data.get("slice")
+    return None if value is None or int(value) < 0 else int(value)
+
+
 class LoadImageForPriord(MapTransform):
     """Load an item's image (or slice) as ``(C, H, W)`` float32 scaled to [-1, 1], plus the seed.
 
@@ -67,8 +73,7 @@ class LoadImageForPriord(MapTransform):
         for key in self.key_iterator(d):
             path = str(d[key])
             fmt = image_format(path)
-            slice_index = d.get("slice")
-            slice_index = None if slice_index is None or int(slice_index) < 0 else int(slice_index)
+            slice_index = _slice_index(d)
             if fmt == "png":
                 self._log_conversion(path)
             arr = read_image_array(path, channels=self.channels, slice_index=slice_index)
@@ -154,8 +159,7 @@ class LoadMeasurementd(MapTransform):
     def __call__(self, data: dict) -> dict:
         d = dict(data)
         measurement_key = self.keys[0]
-        slice_index = d.get("slice")
-        slice_index = None if slice_index is None or int(slice_index) < 0 else int(slice_index)
+        slice_index = _slice_index(d)
         y_source: tuple[str, tuple[float, float] | None] = ("", None)  # y's path and stored range
         for key in self.key_iterator(d):
             is_y = key == measurement_key

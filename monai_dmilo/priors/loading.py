@@ -12,7 +12,7 @@ parameters, where its weights are and which DDPM schedule it was trained with::
     sha256: null                        # hex digest checked before loading, when known
     schedule: {num_train_timesteps: 1000, beta_start: 0.0001, beta_end: 0.02}
     parameterization: eps               # what the network predicts inside: eps (default) | v; the
-                                        # built module outputs eps either way (networks/parameterization.py)
+                                        # built module outputs eps either way (priors/parameterization.py)
     source: where to obtain the checkpoint (shown when the file is missing)
     description: free text (any other key is kept as metadata, e.g. intensity)
 

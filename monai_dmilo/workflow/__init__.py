@@ -14,8 +14,9 @@ Submodules are imported on first use (``monai_dmilo.workflow.errors`` in a confi
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
-_SUBMODULES = {"presets", "tasks", "preflight", "provenance", "run_dir", "run_files", "errors", "distributed"}
+_SUBMODULES = {m.name for m in pkgutil.iter_modules(__path__)}
 
 
 def __getattr__(name: str):
