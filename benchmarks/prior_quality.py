@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from monai_dmilo.priors.checkpoints import sha256_of  # noqa: E402
-from monai_dmilo import prior_quality as pq  # noqa: E402
+from monai_dmilo.priors import quality as pq  # noqa: E402
 
 FASHION_TEST = REPO / "data_cache" / "fashion_mnist" / "test"
 CLASSIFIER = REPO / "benchmarks" / "assets" / "fashion_mnist_classifier.pt"

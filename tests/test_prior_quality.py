@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from monai_dmilo import prior_quality as pq
+from monai_dmilo.priors import quality as pq
 
 
 def _smooth(n: int, size: int = 16) -> torch.Tensor:
