@@ -18,6 +18,7 @@ sys.path.insert(0, str(REPO))
 
 from monai_dmilo.operators import build as build_operator  # noqa: E402
 from monai_dmilo.operators import random_pixel_mask  # noqa: E402
+from monai_dmilo import metrics  # noqa: E402
 
 DEFAULT_MODEL = REPO / "configs" / "models" / "fashion_mnist_32.yaml"
 SAMPLE_DIR = REPO / "bundle" / "sample_images" / "fashion_mnist"
@@ -103,9 +104,9 @@ def time_step(generator, z: torch.Tensor, *, repeats: int, backward: bool = True
 
 def psnr(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB for images in [-1, 1] (data range 2): ``(..., B)`` for ``x`` ``(..., B, C, H, W)``
-    (e.g. a trace of iterates ``(T, B, C, H, W)``) against ``reference`` ``(B, C, H, W)``."""
-    mse = (x - reference).square().flatten(-3).mean(-1)
-    return 10 * torch.log10(4.0 / mse)
+    (e.g. a trace of iterates ``(T, B, C, H, W)``) against ``reference`` ``(B, C, H, W)``
+    (:func:`monai_dmilo.metrics.psnr`)."""
+    return metrics.psnr(x, reference, data_range=2.0)
 
 
 def paired(diff: torch.Tensor) -> str:

@@ -42,7 +42,7 @@ from common import (
     write_report,
 )
 
-from monai_dmilo.priors.loading import build_generator  # noqa: E402
+from monai_dmilo.priors.loading import build_prior  # noqa: E402
 from monai_dmilo.solvers import build, load_solver_preset  # noqa: E402
 
 CACHE_DIR = REPO / "data_cache" / "compare"
@@ -171,7 +171,7 @@ def main() -> None:
         parser.error(f"--reference {args.reference!r} must be one of --presets {args.presets}.")
     torch.set_flush_denormal(True)  # CPU: denormals in the prior's backward cost ~30x (see README)
     device = torch.device(args.device)
-    generator = build_generator(args.model_config, num_steps=3, device=device)
+    generator = build_prior(args.model_config, num_steps=3, device=device)
     channels, *size = generator.image_shape
     names, x = split_images(args.start, args.stride, args.count, args.image_dir, channels)
     if list(x.shape[-2:]) != size:

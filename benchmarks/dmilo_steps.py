@@ -36,7 +36,7 @@ from common import REPO, markdown_table, psnr, save_plot
 from quality import DMILO_BUDGET, FASHION, Cache, fashion_split, make_problem
 
 from monai_dmilo.priors.checkpoints import sha256_of  # noqa: E402
-from monai_dmilo.priors.loading import build_generator  # noqa: E402
+from monai_dmilo.priors.loading import build_prior  # noqa: E402
 from monai_dmilo.solvers import DMILO, DMILOPGD, per_sample_mean_square, task_solver_preset  # noqa: E402
 from monai_dmilo.solvers import load_solver_preset  # noqa: E402
 from monai_dmilo.workflow.tasks import load_task  # noqa: E402
@@ -87,7 +87,7 @@ def settings(task: str, solver: str, overrides: dict) -> dict:
 
 
 def run(task: str, solver: str, steps: int, params: dict, problem: dict) -> dict:
-    generator = build_generator(FASHION, num_steps=steps)
+    generator = build_prior(FASHION, num_steps=steps)
     probe = probing(SOLVERS[solver])(**params)
     start = time.perf_counter()
     out = probe.solve(problem["y"], problem["operator"], generator, seed=problem["seeds"])

@@ -47,8 +47,12 @@ GRID = (32, 32)
 
 
 def psnr(image: np.ndarray, reference: np.ndarray) -> float:
+    """PSNR (peak = the reference's maximum) after the least-squares intensity scale of ``image``."""
+    from monai_dmilo.metrics import psnr as psnr_of
+
     s = float((image * reference).sum() / max(float((image * image).sum()), 1e-30))
-    return float(10 * np.log10(reference.max() ** 2 / np.mean((s * image - reference) ** 2)))
+    fitted, ref = (torch.from_numpy(np.asarray(a, np.float64))[None, None] for a in (s * image, reference))
+    return float(psnr_of(fitted, ref, data_range=float(reference.max()))[0])
 
 
 def load(folder, acceleration):
@@ -139,11 +143,11 @@ def main() -> None:
     torch.set_flush_denormal(True)
     dmilo = None
     if args.dmilo:
-        from monai_dmilo.priors.loading import build_generator
+        from monai_dmilo.priors.loading import build_prior
         from monai_dmilo.solvers import build, load_solver_preset
 
         preset = load_solver_preset("inpainting_dmilo")
-        dmilo = (build_generator(str(REPO / "configs" / "models" / "brain_mri_32.yaml"), num_steps=3),
+        dmilo = (build_prior(str(REPO / "configs" / "models" / "brain_mri_32.yaml"), num_steps=3),
                  build(preset["solver"], **{**preset["params"], "num_inner": 20}))
     sections, results = [], {}
     start = time.perf_counter()

@@ -27,15 +27,18 @@ from monai_dmilo.seeds import seed_from_name  # noqa: E402
 from monai_dmilo.kspace.problem import build_problem, crop_image_lowpass, undersample  # noqa: E402
 from monai_dmilo.kspace.reader import read_kspace_file  # noqa: E402
 from monai_dmilo.kspace.workflow import list_kspace_files  # noqa: E402
-from monai_dmilo.priors.loading import build_generator  # noqa: E402
+from monai_dmilo.priors.loading import build_prior  # noqa: E402
 from monai_dmilo.solvers import build, load_solver_preset  # noqa: E402
 
 GRIDS = {"dmilo": ("inpainting_dmilo", "num_inner", [10, 20, 50])}
 
 
 def psnr(images: np.ndarray, reference: np.ndarray) -> list[float]:
-    peak = float(reference.max())
-    return [float(10 * np.log10(peak**2 / np.mean((a - r) ** 2))) for a, r in zip(images, reference)]
+    """Per-slice PSNR, peak = the reference volume's maximum (:func:`monai_dmilo.metrics.psnr`)."""
+    from monai_dmilo.metrics import psnr as psnr_of
+
+    pred, ref = (torch.from_numpy(np.asarray(a, np.float64))[:, None] for a in (images, reference))
+    return psnr_of(pred, ref, data_range=float(reference.max())).tolist()
 
 
 def main() -> None:
@@ -48,7 +51,7 @@ def main() -> None:
     torch.set_flush_denormal(True)
     preset_name, key, grid = GRIDS[args.solver]
     preset = load_solver_preset(preset_name)
-    generator = build_generator(args.model_config, num_steps=3)
+    generator = build_prior(args.model_config, num_steps=3)
     items = [read_kspace_file(p) for p in list_kspace_files(REPO / args.dataset_dir)]
     scores: dict[float, dict] = {}
     for acc in args.accelerations:

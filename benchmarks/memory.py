@@ -44,12 +44,12 @@ SOLVERS = {  # label: (registry name, hyperparameters) -- a few iterations suffi
 
 def measure(label: str, steps: int, args: argparse.Namespace) -> dict:
     """Run one configuration in this process; MiB numbers."""
-    from monai_dmilo.priors.loading import build_generator
+    from monai_dmilo.priors.loading import build_prior
     from monai_dmilo.solvers import build
 
     torch.set_flush_denormal(True)
     device = torch.device(args.device)
-    generator = build_generator(args.model_config, num_steps=steps, device=device)
+    generator = build_prior(args.model_config, num_steps=steps, device=device)
     channels = generator.image_shape[0]
     shape = (args.batch, channels, args.size, args.size)
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).mul(2).sub(1).to(device)

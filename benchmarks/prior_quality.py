@@ -45,14 +45,15 @@ FASHION_TEST = REPO / "data_cache" / "fashion_mnist" / "test"
 CLASSIFIER = REPO / "benchmarks" / "assets" / "fashion_mnist_classifier.pt"
 
 
-def load_folder(folder: Path, channels: int, max_items: int | None = None) -> torch.Tensor:
-    """Images of a folder (PNG or NIfTI stacks) as ``(N, C, H, W)`` in [-1, 1], as training loads them."""
+def load_folder(folder: Path, channels: int, max_items: int | None = None, intensity_window=None) -> torch.Tensor:
+    """Images of a folder (PNG or NIfTI stacks) as ``(N, C, H, W)`` in [-1, 1], as training loads them
+    (with the prior's intensity window when it has one)."""
     from monai_dmilo.data import LoadImageForPriord, build_datalist
 
     if not folder.is_dir():
         sys.exit(f"--heldout_dir {folder} does not exist: run `python scripts/prepare_data.py` first.")
     items = build_datalist(dataset_dir=folder, max_items=max_items)
-    load = LoadImageForPriord("image", channels=channels)
+    load = LoadImageForPriord("image", channels=channels, intensity_window=intensity_window)
     return torch.stack([torch.as_tensor(load(item)["image"]).float() for item in items])
 
 
@@ -111,16 +112,16 @@ def draw_samples(generator, count: int, seed: int, batch_size: int = 250) -> tor
 def measure(model_config: Path, checkpoint: Path | None, heldout: torch.Tensor, args,
             classifier: pq.FeatureClassifier | None, reference_features: torch.Tensor | None) -> dict:
     """The three measures of one prior (a dict of numbers and seconds)."""
-    from monai_dmilo.priors.loading import build_generator
+    from monai_dmilo.priors.loading import build_prior
 
     start = time.time()
-    generator = build_generator(model_config, checkpoint=checkpoint, num_steps=args.steps, schedule="uniform")
+    generator = build_prior(model_config, checkpoint=checkpoint, num_steps=args.steps, schedule="uniform")
     samples = draw_samples(generator, args.num_samples, args.seed)
     speckle, threshold = pq.speckle_fraction(samples, heldout)
     row = {"speckle_fraction": speckle, "tv_threshold": threshold,
            "eps_mse": pq.heldout_eps_mse(generator.network, heldout[:2000], generator.alphas_cumprod, seed=0)}
     if classifier is not None:
-        fd_generator = build_generator(model_config, checkpoint=checkpoint, num_steps=args.fd_steps,
+        fd_generator = build_prior(model_config, checkpoint=checkpoint, num_steps=args.fd_steps,
                                        schedule="uniform")
         fd_samples = draw_samples(fd_generator, args.fd_samples, args.seed + 1)
         row["classifier_fd"] = pq.frechet_distance(pq.classifier_features(classifier, fd_samples),
@@ -251,8 +252,9 @@ def main(argv: list[str] | None = None) -> None:
     from monai_dmilo.priors.loading import load_model_config
 
     config_for_shape = args.model_config if args.model_config else next(args.study.glob("*/*.yaml"))
-    channels = int(load_model_config(config_for_shape)["image_shape"][0])
-    heldout = load_folder(args.heldout_dir, channels)
+    shape_config = load_model_config(config_for_shape)
+    channels = int(shape_config["image_shape"][0])
+    heldout = load_folder(args.heldout_dir, channels, intensity_window=shape_config["intensity_window"])
     classifier = reference = None
     if not args.no_fd:
         if tuple(heldout.shape[1:]) != (1, 32, 32):

@@ -30,7 +30,7 @@ import torch
 from common import (DEFAULT_MODEL, REPO, inpainting_problem, load_samples, markdown_table, psnr, save_plot,
                     time_step, write_report)
 
-from monai_dmilo.priors.loading import build_generator  # noqa: E402
+from monai_dmilo.priors.loading import build_prior  # noqa: E402
 from monai_dmilo.solvers import build, load_solver_preset  # noqa: E402
 
 ITERATION_KEYS = ("num_inner", "num_iters", "num_steps", "num_fidelity_steps")
@@ -60,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_flush_denormal(True)  # CPU: denormals in the prior's backward cost ~30x (see README)
     device = torch.device(args.device)
-    generator = build_generator(args.model_config, num_steps=3, device=device)
+    generator = build_prior(args.model_config, num_steps=3, device=device)
 
     x = load_samples(args.images).to(device)
     y, operator = inpainting_problem(x)

@@ -30,7 +30,7 @@ from common import (
     DEFAULT_MODEL, REPO, inpainting_problem, markdown_table, paired, psnr, save_plot, split_images, write_report,
 )
 
-from monai_dmilo.priors.loading import build_generator  # noqa: E402
+from monai_dmilo.priors.loading import build_prior  # noqa: E402
 from monai_dmilo.solvers import build, load_solver_preset  # noqa: E402
 
 
@@ -67,7 +67,7 @@ def main() -> None:
     name = "M" if args.param == "num_inner" else args.param
     torch.set_flush_denormal(True)
     device = torch.device(args.device)
-    generator = build_generator(args.model_config, num_steps=3, device=device)
+    generator = build_prior(args.model_config, num_steps=3, device=device)
     names, x = split_images(args.start, args.stride, args.count)
     x = x.to(device)
     y, operator = inpainting_problem(x, seed=100)  # other masks and noise than the benchmark's

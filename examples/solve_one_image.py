@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from monai_dmilo.priors import build_generator
+from monai_dmilo.priors import build_prior
 from monai_dmilo.operators import build as build_operator
 from monai_dmilo.operators import random_pixel_mask
 from monai_dmilo.solvers import build_from_preset
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_flush_denormal(True)  # CPU: avoids very slow denormal arithmetic in the prior's backward
     # the prior: the shipped 32x32 Fashion-MNIST DDPM as a chain of N DDIM steps
-    generator = build_generator("fashion_mnist_32", num_steps=args.num_steps)
+    prior = build_prior("fashion_mnist_32", num_steps=args.num_steps)
     # a clean image in [-1, 1], shape (B, C, H, W), and its measurement y = A(x) + noise
     x = torch.from_numpy(image / 127.5 - 1.0)[None, None]
     mask = random_pixel_mask((32, 32), hidden_fraction=args.hidden, seed=args.seed)[None]
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     y = operator(x + 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(args.seed + 1)))
 
     solver = build_from_preset("inpainting_dmilo", num_outer=args.num_outer, num_inner=args.num_inner, progress=True)
-    out = solver.solve(y, operator, generator, seed=args.seed)  # the solver sees y and A, never x
+    out = solver.solve(y, operator, prior, seed=args.seed)  # the solver sees y and A, never x
 
     psnr = 10 * torch.log10(4.0 / (out.x - x).square().mean())
     print(f"PSNR {psnr:.2f} dB, {out.nfe} network evaluations, {out.wall_time:.1f} s")

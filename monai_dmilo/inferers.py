@@ -1,4 +1,4 @@
-"""MONAI inferers that run a solver: ``inferer(inputs=y, network=generator, **operator_params)``.
+"""MONAI inferers that run a solver: ``inferer(inputs=y, network=prior, **operator_params)``.
 
 MONAI's ``Inferer.__call__(inputs, network, *args, **kwargs)`` contract is kept unchanged: the
 measurement ``y`` arrives as ``inputs``, the prior (a :class:`~monai_dmilo.priors.stepwise.StepwiseDDIM`)
@@ -23,7 +23,7 @@ from monai_dmilo.solvers import DMILO, DMILOPGD, Solver, SolverOutput, build_fro
 __all__ = ["SolverInferer", "DMILOInferer", "DMILOPGDInferer"]
 
 
-def _plain(value: Any) -> Any:
+def _normal_tensor_copy(value: Any) -> Any:
     """A normal (non-inference, non-MetaTensor) copy of tensors; other values unchanged."""
     if isinstance(value, torch.Tensor):
         as_tensor = getattr(value, "as_tensor", None)
@@ -36,7 +36,7 @@ class SolverInferer(Inferer):
     """Run ``solver`` on a batch of measurements.
 
     Args:
-        solver: a :class:`~monai_dmilo.solvers.Solver` (``solve(y, operator, generator, ...)``).
+        solver: a :class:`~monai_dmilo.solvers.Solver` (``solve(y, operator, prior, ...)``).
         operator: the forward model: a registry name for ``monai_dmilo.operators.build`` (built per
             call from ``operator_params`` and the batch's keyword arguments), a ready operator
             (called as ``operator(x)``), or ``None`` for blind solvers that build their own.
@@ -59,7 +59,7 @@ class SolverInferer(Inferer):
     ) -> None:
         super().__init__()
         if not hasattr(solver, "solve"):
-            raise TypeError(f"solver must have a solve(y, operator, generator) method, got {type(solver).__name__}.")
+            raise TypeError(f"solver must have a solve(y, operator, prior) method, got {type(solver).__name__}.")
         if operator is not None and not isinstance(operator, str) and not callable(operator):
             raise TypeError(
                 f"operator must be a registry name, a callable operator or None, got {type(operator).__name__}."
@@ -119,12 +119,12 @@ class SolverInferer(Inferer):
         if isinstance(seed, torch.Tensor):
             seed = [int(s) for s in seed.reshape(-1).tolist()]
         with torch.inference_mode(False), torch.enable_grad():
-            y = _plain(inputs)
+            y = _normal_tensor_copy(inputs)
             operator = kwargs.pop("operator", None)
             if operator is not None and kwargs:
                 raise ValueError(f"operator parameters {sorted(kwargs)} were given with a built operator; pass one or the other.")
             if operator is None:
-                operator = self._build_operator({k: _plain(v) for k, v in {**self.operator_params, **kwargs}.items()})
+                operator = self._build_operator({k: _normal_tensor_copy(v) for k, v in {**self.operator_params, **kwargs}.items()})
             output = self.solver.solve(y, operator, network, seed=seed)
         if output.interrupted:
             # the solver stopped early on Ctrl-C; a workflow must not record that estimate as a result

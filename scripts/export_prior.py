@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> None:
-    from monai_dmilo.priors.loading import build_generator
+    from monai_dmilo.priors.loading import build_prior
     from monai_dmilo.priors.checkpoints import sha256_of
     from monai_dmilo.training import save_image_grid
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     config_path.write_text(text)
     yaml.safe_load(text)
 
-    gen = build_generator(config_path, num_steps=args.grid_steps, schedule="uniform")
+    gen = build_prior(config_path, num_steps=args.grid_steps, schedule="uniform")
     shape = gen.image_shape
     z = torch.randn((args.num_samples, *shape), generator=torch.Generator().manual_seed(args.seed))
     with torch.no_grad():
@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> None:
         if int(row["iteration"]) in marks:
             print(f"| {row['iteration']} | {float(row['loss']):.4f} | {float(row['elapsed_s']):.0f} |")
     if args.heldout_dir is not None:
-        mse, n = heldout_eps_mse(gen, args.heldout_dir, max_items=args.max_heldout, seed=args.seed)
+        window = yaml.safe_load(text).get("intensity_window")
+        mse, n = heldout_eps_mse(gen, args.heldout_dir, max_items=args.max_heldout, seed=args.seed,
+                                 intensity_window=window)
         print(f"held-out eps MSE {mse:.4f} on {n} images of {args.heldout_dir}")
 
 
@@ -104,6 +106,9 @@ def match_run_config(text: str, run_config: Path, config_path: Path) -> str:
     if _with_defaults(run.get("params") or {}) != _with_defaults(shipped.get("params") or {}):
         raise ValueError(f"{run_config} has network params {run.get('params')} but {config_path} has "
                          f"{shipped.get('params')}: edit the shipped config's params first.")
+    if run.get("intensity_window") != shipped.get("intensity_window"):
+        raise ValueError(f"{run_config} was trained with intensity_window {run.get('intensity_window')} but "
+                         f"{config_path} has {shipped.get('intensity_window')}: they must agree.")
     wanted = run.get("parameterization", "eps")
     text = re.sub(r"(?m)^parameterization:.*\n", "", text)
     if wanted != "eps":
@@ -113,15 +118,16 @@ def match_run_config(text: str, run_config: Path, config_path: Path) -> str:
     return text
 
 
-def heldout_eps_mse(generator, heldout_dir: Path, *, max_items: int, seed: int) -> tuple[float, int]:
+def heldout_eps_mse(generator, heldout_dir: Path, *, max_items: int, seed: int,
+                    intensity_window=None) -> tuple[float, int]:
     """Held-out epsilon MSE of ``generator``'s network on the images of ``heldout_dir``, loaded and
-    scaled exactly as the training config does (``LoadImageForPriord``); see
-    :func:`monai_dmilo.priors.quality.heldout_eps_mse`."""
+    scaled exactly as the training config does (``LoadImageForPriord``, with the prior's intensity
+    window when it has one); see :func:`monai_dmilo.priors.quality.heldout_eps_mse`."""
     from monai_dmilo.data import LoadImageForPriord, build_datalist
     from monai_dmilo.priors.quality import heldout_eps_mse as eps_mse
 
     items = build_datalist(dataset_dir=heldout_dir, max_items=max_items)
-    load = LoadImageForPriord("image", channels=generator.image_shape[0])
+    load = LoadImageForPriord("image", channels=generator.image_shape[0], intensity_window=intensity_window)
     images = torch.stack([torch.as_tensor(load(item)["image"]) for item in items])
     with torch.no_grad():
         return eps_mse(generator.network, images, generator.alphas_cumprod, seed=seed), len(images)

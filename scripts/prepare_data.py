@@ -12,6 +12,12 @@ Sources (all available offline on a Debian machine with PyPI access):
 * Brain MRI (training, second subject): the Colin27 single-subject T1 brain, skull-stripped
   (``ch2bet.nii.gz``, 1 mm) from Debian's ``mricron-data`` (``/usr/share/mricron/templates``;
   BSD-3-clause, Copyright 2006-2010 Chris Rorden, per ``/usr/share/doc/mricron-data/copyright``).
+* Head CT: ``Cranium.inv3`` from Debian's ``invesalius-examples`` (an InVesalius project holding
+  a real head CT, 108 axial slices of 256 x 256, 0.957 x 0.957 x 1.5 mm, Hounsfield units;
+  GPL-2, Centro de Tecnologia da Informacao Renato Archer, per
+  ``/usr/share/doc/invesalius-examples/copyright``). One subject: a contiguous axial slab is held
+  out (validation and test slices, with gap slices on both sides that nobody uses) and the prior
+  trains on the rest.
 * Brain MRI (held-out evaluation): a different subject's T1 volume, ``KmeansTest_T1UCharRaw.nii.gz``
   (2 x 2 x 3 mm) with its brain mask ``KmeansTest_T1RawSkullStrip.nii.gz`` from Debian's
   ``insighttoolkit5-examples`` package. Never used for training.
@@ -27,11 +33,13 @@ Outputs, in the forms ``bundle/configs/train.yaml`` reads with ``--dataset_dir``
 * ``data_cache/fashion_mnist/{train,test}/*.png`` (60,000 and 10,000 32x32 PNGs);
 * ``data_cache/brain_mri/train/{mni152,colin27}_{sagittal,coronal,axial}.nii.gz`` and
   ``data_cache/brain_mri/heldout/itk_t1_*.nii.gz``: ``(32, 32, N)`` stacks, slice ``k`` = ``[..., k]``;
-* the held-out sample images shipped in ``bundle/sample_images/{fashion_mnist,brain_mri}/``.
+* ``data_cache/ct_head/{train,validation,test}/cranium_axial.nii.gz``: ``(32, 32, N)`` stacks in
+  Hounsfield units (the CT prior's ``intensity_window`` maps them to [-1, 1]);
+* the held-out sample images shipped in ``bundle/sample_images/{fashion_mnist,brain_mri,ct_head}/``.
 
 Usage (the Debian packages need root; ``pip download`` fetches the nilearn wheel)::
 
-    apt-get install -y dataset-fashion-mnist insighttoolkit5-examples mricron-data
+    apt-get install -y dataset-fashion-mnist insighttoolkit5-examples mricron-data invesalius-examples
     python scripts/prepare_data.py --cache_dir data_cache --sample_dir bundle/sample_images
 """
 from __future__ import annotations
@@ -55,6 +63,18 @@ MNI_MEMBER = "nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.ni
 COLIN27 = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
 ORIENTATIONS = {"sagittal": 0, "coronal": 1, "axial": 2}
 INSTALL_HINT = "install it with: apt-get update && apt-get install -y insighttoolkit5-examples mricron-data"
+CRANIUM = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
+# Hounsfield window of the CT prior: air (-1000) -> -1, +1000 HU (dense bone) -> 1; soft tissue and
+# water near 0. Wider bone (teeth, petrous bone) is clipped. configs/models/ct_head_32.yaml repeats it.
+CT_WINDOW = (-1000.0, 1000.0)
+# Axial slices of Cranium.inv3 (index 0 = the lowest, at the jaw): held out = slices 58-89
+# (validation 60-71, test 76-87; 58-59, 72-75 and 88-89 are gaps so that no evaluated slice has a
+# trained neighbour closer than 3 mm, and the validation and test slices none closer than 6 mm);
+# the prior trains on 0-57 and 90 upwards. The shipped demo slices are gap slices: neither trained
+# on nor evaluated.
+CT_HELDOUT = range(58, 90)
+CT_VALIDATION = range(60, 72)
+CT_TEST = range(76, 88)
 
 
 # ----------------------------------------------------------------------------- Fashion-MNIST
@@ -213,7 +233,65 @@ def prepare_brain(
     return {"train": list(train_arr.shape), "train_per_orientation": counts, "held_out_files": written}
 
 
-def write_slice_stack(images: np.ndarray, path: Path) -> None:
+# ----------------------------------------------------------------------------- head CT
+def ct_axial_slices(hu: np.ndarray, *, size: int) -> np.ndarray:
+    """``(Z, Y, X)`` Hounsfield volume -> ``(Z, size, size)`` axial slices in HU on the prior's grid.
+
+    The whole square field of view is resized (antialiased bilinear, linear in HU), and rows are
+    flipped so that the face is at the top and the scanner table below (the usual display of a
+    supine head)."""
+    t = torch.from_numpy(np.ascontiguousarray(hu, dtype=np.float32))[:, None]
+    t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return np.ascontiguousarray(np.flip(t[:, 0].numpy(), axis=1))
+
+
+def prepare_ct(cache_dir: Path, sample_dir: Path, *, size: int, num_samples: int, min_head_fraction: float,
+               seed: int) -> dict:
+    """``cache_dir/ct_head/{train,validation,test}/cranium_axial.nii.gz`` and shipped test samples."""
+    import nibabel as nib
+
+    from monai_dmilo.data.invesalius import read_inv3
+
+    if not CRANIUM.is_file():
+        raise FileNotFoundError(f"the head CT {str(CRANIUM)!r} was not found; install it with: "
+                                "apt-get update && apt-get install -y invesalius-examples")
+    volume = read_inv3(CRANIUM)
+    if volume.array.shape[1] != volume.array.shape[2] or volume.spacing[0] != volume.spacing[1]:
+        raise ValueError(f"{CRANIUM} has non-square slices {volume.array.shape[1:]} / spacing {volume.spacing}.")
+    slices = ct_axial_slices(volume.array, size=size)
+    pixel_mm = volume.spacing[0] * volume.array.shape[2] / size
+    head = (slices > -500).mean(axis=(1, 2))  # tissue fraction (the thin table arc barely counts)
+    index = np.arange(len(slices))
+    splits = {
+        "train": [int(k) for k in index if k not in CT_HELDOUT and head[k] >= min_head_fraction],
+        "validation": list(CT_VALIDATION),
+        "test": list(CT_TEST),
+    }
+    out = cache_dir / "ct_head"
+    affine = np.array([[0.0, pixel_mm, 0, 0], [-pixel_mm, 0.0, 0, (size - 1) * pixel_mm],
+                       [0, 0, volume.spacing[2], 0], [0, 0, 0, 1.0]])
+    for split, keep in splits.items():
+        write_slice_stack(slices[keep], out / split / "cranium_axial.nii.gz", affine=affine)
+    lo, hi = CT_WINDOW
+    png_grid((np.clip(slices[splits["train"]], lo, hi) - lo) / (hi - lo), out / "train_preview.png")
+    png_grid((np.clip(slices[splits["test"]], lo, hi) - lo) / (hi - lo), out / "test_preview.png")
+    gaps = [k for k in CT_HELDOUT if k not in CT_VALIDATION and k not in CT_TEST]
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.choice(gaps, size=min(num_samples, len(gaps)), replace=False))
+    sdir = sample_dir / "ct_head"
+    sdir.mkdir(parents=True, exist_ok=True)
+    for old in sdir.glob("*.nii.gz"):
+        old.unlink()
+    for k in picks:
+        # 2D NIfTI in HU, the (H, W) image as the prior sees it (row 0 at the top)
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(slices[k], dtype=np.float32), affine),
+                 str(sdir / f"cranium_axial_{k:03d}.nii.gz"))
+    return {"volume": list(volume.array.shape), "spacing_mm": list(volume.spacing), "pixel_mm": pixel_mm,
+            "window_hu": list(CT_WINDOW), **{split: keep for split, keep in splits.items()},
+            "samples": [int(k) for k in picks]}
+
+
+def write_slice_stack(images: np.ndarray, path: Path, *, affine: np.ndarray | None = None) -> None:
     """Save ``(N, H, W)`` slices as one ``(H, W, N)`` NIfTI volume: slice ``k`` is ``data[..., k]``.
 
     The bundle's workflows split 3D volumes into slices along the last axis, so the training
@@ -223,7 +301,7 @@ def write_slice_stack(images: np.ndarray, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     data = np.ascontiguousarray(np.moveaxis(images.astype(np.float32), 0, -1))
-    nib.save(nib.Nifti1Image(data, np.eye(4)), str(path))
+    nib.save(nib.Nifti1Image(data, np.eye(4) if affine is None else affine), str(path))
 
 
 def png_grid(images: np.ndarray, path: Path, *, ncol: int = 8) -> None:
@@ -246,8 +324,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--brain_size", default=32, type=int)
     parser.add_argument("--num_samples", default=6, type=int, help="held-out images shipped per prior")
     parser.add_argument("--min_brain_fraction", default=0.15, type=float)
+    parser.add_argument("--min_head_fraction", default=0.15, type=float,
+                        help="CT: training slices need at least this fraction of tissue (> -500 HU)")
     parser.add_argument("--seed", default=0, type=int)
-    parser.add_argument("--datasets", default="fashion_mnist,brain_mri")
+    parser.add_argument("--datasets", default="fashion_mnist,brain_mri,ct_head")
     args = parser.parse_args(argv)
     summary = {}
     names = args.datasets.split(",")
@@ -259,6 +339,11 @@ def main(argv: list[str] | None = None) -> None:
         summary["brain_mri"] = prepare_brain(
             args.cache_dir, args.sample_dir, size=args.brain_size, num_samples=args.num_samples,
             min_brain_fraction=args.min_brain_fraction, seed=args.seed,
+        )
+    if "ct_head" in names:
+        summary["ct_head"] = prepare_ct(
+            args.cache_dir, args.sample_dir, size=args.brain_size, num_samples=args.num_samples,
+            min_head_fraction=args.min_head_fraction, seed=args.seed,
         )
     (args.cache_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))

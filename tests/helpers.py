@@ -227,7 +227,7 @@ FAST = {
     "reddiff": dict(num_steps=30, lam=0.25, lr=0.05),
     "ddrm": dict(num_steps=10),
     "daps": dict(num_steps=5, ode_steps=2, langevin_steps=10, langevin_lr=1e-3, sigma_y=0.05),
-    "adjoint": dict(),
+    "pseudo_inverse": dict(),
 }
 
 
@@ -386,7 +386,7 @@ def expected_nfe(name: str, params: dict, n: int) -> int:
         return n + params["num_outer"] * (params["num_inner"] + (n - 1) * intermediate + n)
     if name == "dmplug":
         return n * params["num_iters"] + n
-    if name in ("tv", "adjoint"):
+    if name in ("tv", "pseudo_inverse"):
         return 0
     if name == "daps":
         return params["num_steps"] * params["ode_steps"]
@@ -477,3 +477,43 @@ def run(config, tmp_path, **overrides):
 def rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
+
+
+class ArrayImageDataset(torch.utils.data.Dataset):
+    """In-memory images as ``{"image": (C, H, W) float tensor}`` items, with optional MONAI transforms
+    (``images`` ``(N, H, W)`` or ``(N, C, H, W)`` in ``scale``, mapped to [-1, 1] after ``transform``)."""
+
+    def __init__(self, images, *, scale=(0.0, 1.0), transform=None) -> None:
+        data = torch.as_tensor(np.asarray(images))
+        if data.ndim == 3:
+            data = data[:, None]
+        lo, hi = (float(s) for s in scale)
+        if not hi > lo:
+            raise ValueError(f"scale must be (lo, hi) with hi > lo, got {tuple(scale)}.")
+        self.data, self.lo, self.hi, self.transform = data, lo, hi, transform
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image = self.data[index].float()
+        if self.transform is not None:
+            image = torch.as_tensor(self.transform({"image": image})["image"]).float()
+            if hasattr(image, "as_tensor"):
+                image = image.as_tensor()
+        return {"image": (image.clamp(self.lo, self.hi) - self.lo) / (self.hi - self.lo) * 2.0 - 1.0}
+
+
+def write_dicom_series(volume: np.ndarray, folder, **kwargs) -> list[Path]:
+    """Write ``monai_dmilo.kspace.dicom.dicom_series(volume, **kwargs)`` to ``folder``; returns the paths."""
+    import pydicom
+
+    from monai_dmilo.kspace.dicom import dicom_series
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, ds in dicom_series(volume, **kwargs):
+        pydicom.dcmwrite(folder / name, ds, enforce_file_format=True)
+        paths.append(folder / name)
+    return paths

@@ -194,7 +194,7 @@ def test_every_solver_has_a_preset_on_every_task(monkeypatch):
             assert load_solver_preset(preset)["solver"] == solver
     assert task_solver_preset("ct", "dps") == "ct_dps"
     assert task_solver_preset("sr4", "dps") == "dps"
-    with pytest.raises(ValueError, match=r"solver name must be one of \['adjoint', .*got 'nope'"):
+    with pytest.raises(ValueError, match=r"solver name must be one of \['daps', .*got 'nope'"):
         task_solver_preset("sr4", "nope")
     monkeypatch.setitem(SOLVERS, "unshipped", SOLVERS["dps"])
     with pytest.raises(ValueError, match="'unshipped' has no preset for solver task 'sr4': looked for sr4_unshipped"):
@@ -224,7 +224,7 @@ def test_evaluate_dicom_series_like_a_volume(tmp_path):
     volume; the reconstruction is a NIfTI volume with the series' geometry."""
     pytest.importorskip("pydicom")
     from monai_dmilo.data import read_dicom
-    from monai_dmilo.kspace.dicom import write_dicom_series
+    from helpers import write_dicom_series
 
     data_dir = tmp_path / "dcm"
     vol = np.random.default_rng(0).uniform(10.0, 200.0, (3, SIZE, SIZE))  # (slices, rows, columns)
@@ -241,7 +241,7 @@ def test_evaluate_dicom_series_like_a_volume(tmp_path):
 
 
 def _low_resolution_series(folder, seed=0):
-    from monai_dmilo.kspace.dicom import write_dicom_series
+    from helpers import write_dicom_series
 
     vol = np.random.default_rng(seed).uniform(10.0, 200.0, (3, SIZE // 4, SIZE // 4))  # (slices, rows, columns)
     write_dicom_series(vol, folder, spacing=(4.0, 4.0, 3.0), description="low resolution", uid_seed=f"sr-{seed}")

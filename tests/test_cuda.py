@@ -15,7 +15,7 @@ import torch
 
 from helpers import FAST, PixelMask, mask_problem, random_mask, toy_generator, unet_generator
 from monai_dmilo.priors.stepwise import StepwiseDDIM
-from monai_dmilo.priors.loading import build_generator
+from monai_dmilo.priors.loading import build_prior
 from monai_dmilo.operators import build as build_operator
 from monai_dmilo.operators import gaussian_kernel, kspace_mask
 from monai_dmilo.solvers import SOLVERS, DMILO, DMPlug, build
@@ -94,7 +94,7 @@ def test_batch_equals_singles_on_cuda(name):
 
 @pytest.mark.parametrize("name", sorted(SOLVERS))
 def test_no_host_device_sync_in_the_loops_with_the_shipped_prior(name, monkeypatch):
-    generator = build_generator(SHIPPED, num_steps=3, device=CUDA)
+    generator = build_prior(SHIPPED, num_steps=3, device=CUDA)
     x = sample_on_cuda(generator, 2)
     op = build_operator("inpainting", mask=random_mask(2, size=32).to(CUDA))
     solver = build(name, **FAST[name])
@@ -170,7 +170,7 @@ def test_dmilo_peak_memory_flat_in_steps_dmplug_growing():
     y = op(torch.rand(2, 1, 64, 64, device=CUDA) * 2 - 1)
     peaks = {}
     for steps in (1, 8):
-        generator = build_generator(SHIPPED, num_steps=steps, device=CUDA, image_shape=(1, 64, 64))
+        generator = build_prior(SHIPPED, num_steps=steps, device=CUDA, image_shape=(1, 64, 64))
         peaks["dmilo", steps] = _peak_bytes(DMILO(num_outer=1, num_inner=2), generator, y, op)
         peaks["dmplug", steps] = _peak_bytes(DMPlug(num_iters=2), generator, y, op)
     assert peaks["dmilo", 8] <= 1.05 * peaks["dmilo", 1], peaks

@@ -311,11 +311,11 @@ def test_the_shipped_prior_fits_a_measurement_from_its_own_range_for_every_N(num
     intermediate layers at N = 10, where 20 leaves the fit above 1e-2. Minutes on a CPU."""
     from pathlib import Path
 
-    from monai_dmilo.priors.loading import build_generator
+    from monai_dmilo.priors.loading import build_prior
     from monai_dmilo.operators import random_pixel_mask
 
     config = Path(__file__).resolve().parents[1] / "configs" / "models" / "fashion_mnist_32.yaml"
-    generator = build_generator(config, num_steps=num_steps)
+    generator = build_prior(config, num_steps=num_steps)
     z_star = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(123))
     with torch.no_grad():
         x_true = generator.sample(z_star).clamp(-1, 1)

@@ -1,16 +1,14 @@
 """scripts/export_prior.py carries a run's parameterization into the shipped model config."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+from export_prior import match_run_config
 
-from export_prior import match_run_config  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SHIPPED = (ROOT / "configs" / "models" / "fashion_mnist_32.yaml").read_text()
 

@@ -184,7 +184,7 @@ def test_dicom_series_round_trips_through_pydicom_and_monai(tmp_path):
     pydicom = pytest.importorskip("pydicom")
     from monai.transforms import LoadImage
 
-    from monai_dmilo.kspace.dicom import write_dicom_series
+    from helpers import write_dicom_series
 
     vol = np.random.default_rng(0).random((3, 16, 20)) * 2.5
     paths = write_dicom_series(vol, tmp_path / "a", spacing=(2.0, 2.5, 3.0), description="dmilo test", uid_seed="f|s")
@@ -212,16 +212,16 @@ def test_dicom_series_round_trips_through_pydicom_and_monai(tmp_path):
 def test_workflow_end_to_end_resume_and_refusal(tmp_path, kspace_file):
     pytest.importorskip("pydicom")
     from monai_dmilo.kspace.workflow import run_kspace
-    from monai_dmilo.priors.loading import build_generator
+    from monai_dmilo.priors.loading import build_prior
     from monai_dmilo.solvers import build
 
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "phantom.h5").write_bytes(kspace_file.read_bytes())
-    generator = build_generator("brain_mri_32", num_steps=2)
+    generator = build_prior("brain_mri_32", num_steps=2)
     solver = build("dmilo", num_outer=1, num_inner=1)
     out = tmp_path / "out"
-    kwargs = dict(generator=generator, solver=solver, solver_name="dmilo", acceleration=3,
+    kwargs = dict(prior=generator, solver=solver, solver_name="dmilo", acceleration=3,
                   center_fraction=0.2)
     summary = run_kspace(folder, out, settings={"acceleration": 3}, **kwargs)
     assert set(summary) == {"zero_filled", "sense", "cs_tv", "dmilo"}
@@ -265,12 +265,12 @@ def test_workflow_refuses_bad_options_and_already_undersampled_files(tmp_path, k
     folder.mkdir()
     write_h5(folder / "u.h5", kspace=k)
     with pytest.raises(ValueError, match="already undersampled"):
-        run_kspace(folder, tmp_path / "o", generator=None, solver=None, solver_name="dmilo",
+        run_kspace(folder, tmp_path / "o", prior=None, solver=None, solver_name="dmilo",
                    settings={}, acceleration=4)
     assert not (tmp_path / "o").exists()  # refused before anything was written
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no .h5"):
-        run_kspace(tmp_path / "empty", tmp_path / "o", generator=None, solver=None, solver_name="dmilo",
+        run_kspace(tmp_path / "empty", tmp_path / "o", prior=None, solver=None, solver_name="dmilo",
                    settings={})
 
 
@@ -281,6 +281,6 @@ def test_workflow_refuses_file_maps_missing_before_writing(tmp_path):
     folder.mkdir()
     write_h5(folder / "nomaps.h5", kspace=np.ones((1, 2, 8, 8), np.complex64))
     with pytest.raises(ValueError, match="holds no 'sensitivity_maps'"):
-        run_kspace(folder, tmp_path / "o", generator=None, solver=None, solver_name="dmilo",
+        run_kspace(folder, tmp_path / "o", prior=None, solver=None, solver_name="dmilo",
                    settings={}, coil_maps="file")
     assert not (tmp_path / "o").exists()

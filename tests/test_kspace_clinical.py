@@ -263,7 +263,7 @@ def test_header_attributes_from_a_fastmri_header_and_bad_xml():
 def test_workflow_reads_a_folder_of_mrd_files_and_writes_their_patient(tmp_path):
     pydicom = pytest.importorskip("pydicom")
     from monai_dmilo.kspace.workflow import run_kspace
-    from monai_dmilo.priors.loading import build_generator
+    from monai_dmilo.priors.loading import build_prior
     from monai_dmilo.solvers import build
 
     folder = tmp_path / "in"
@@ -276,7 +276,7 @@ def test_workflow_reads_a_folder_of_mrd_files_and_writes_their_patient(tmp_path)
                    noise=0.005, subject={"patientName": "Doe^John", "patientID": "P9"},
                    study={"studyInstanceUID": "1.2.826.0.1.9"})
     out = tmp_path / "out"
-    summary = run_kspace(folder, out, generator=build_generator("brain_mri_32", num_steps=2),
+    summary = run_kspace(folder, out, prior=build_prior("brain_mri_32", num_steps=2),
                          solver=build("dmilo", num_outer=1, num_inner=1), solver_name="dmilo", settings={})
     assert set(summary) == {"zero_filled", "sense", "cs_tv", "dmilo"}  # no reference: no PSNR, still all written
     ds = pydicom.dcmread(next((out / "dicom" / "mrd").glob("*.dcm")))
@@ -295,7 +295,7 @@ def test_workflow_reads_a_folder_of_mrd_files_and_writes_their_patient(tmp_path)
                                               "RepetitionTime": "500", "Manufacturer": "ACME"}])
 def test_written_mr_instances_pass_dciodvfy(tmp_path, attributes):
     pytest.importorskip("pydicom")
-    from monai_dmilo.kspace.dicom import write_dicom_series
+    from helpers import write_dicom_series
 
     vol = np.random.default_rng(0).random((2, 16, 20))
     paths = write_dicom_series(vol, tmp_path, spacing=(2.0, 2.5, 3.0), description="dmilo", uid_seed="x",

@@ -19,7 +19,7 @@ pytest.importorskip("pynetdicom")
 from monai_dmilo.data.pacs import (  # noqa: E402
     PacsError, parse_pacs_url, parse_peer, retrieve, send_files, series_folder_name,
 )
-from monai_dmilo.kspace.dicom import write_dicom_series  # noqa: E402
+from helpers import write_dicom_series  # noqa: E402
 
 
 def _free_port() -> int:
@@ -107,7 +107,7 @@ def test_kspace_workflow_sends_after_a_refusal_on_rerun(orthanc, tmp_path):
     pytest.importorskip("h5py")
     from monai_dmilo.kspace.simulate import simulate_kspace, write_fastmri_h5
     from monai_dmilo.kspace.workflow import run_kspace
-    from monai_dmilo.priors.loading import build_generator
+    from monai_dmilo.priors.loading import build_prior
     from monai_dmilo.solvers import build
 
     from test_kspace import phantom
@@ -115,7 +115,7 @@ def test_kspace_workflow_sends_after_a_refusal_on_rerun(orthanc, tmp_path):
     folder = tmp_path / "in"
     data = simulate_kspace(phantom(2, 32), coils=4, noise=0.005, seed=0)
     write_fastmri_h5(folder / "a.h5", data, pixel_mm=2.0, thickness_mm=3.0, acquisition="T1", patient_id="pa")
-    kwargs = dict(generator=build_generator("brain_mri_32", num_steps=2), solver=build("dmilo", num_outer=1, num_inner=1),
+    kwargs = dict(prior=build_prior("brain_mri_32", num_steps=2), solver=build("dmilo", num_outer=1, num_inner=1),
                   solver_name="dmilo", settings={"acceleration": 3}, acceleration=3, center_fraction=0.2,
                   sense_tikhonov=0.01, cs_tv_lam=0.001)
     out = tmp_path / "out"

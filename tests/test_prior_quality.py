@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from monai_dmilo.priors import quality as pq
+from monai_dmilo.metrics import mean_abs_gradient
 
 
 def _smooth(n: int, size: int = 16) -> torch.Tensor:
@@ -15,14 +16,14 @@ def _smooth(n: int, size: int = 16) -> torch.Tensor:
     return (torch.exp(-(xx**2 + yy**2) / radii**2) * 2 - 1).clamp(-1, 1)
 
 
-def test_total_variation_of_known_images():
+def test_mean_abs_gradient_of_known_images():
     flat = -torch.ones(1, 1, 4, 4)
-    assert pq.total_variation(flat).item() == 0.0
+    assert mean_abs_gradient(flat).item() == 0.0
     stripes = torch.tensor([[-1.0, 1.0, -1.0, 1.0]]).repeat(4, 1)[None, None]   # vertical stripes
     # horizontal differences all 2, vertical all 0
-    assert pq.total_variation(stripes).item() == pytest.approx(2.0)
+    assert mean_abs_gradient(stripes).item() == pytest.approx(2.0)
     with pytest.raises(ValueError, match="N, C, H, W"):
-        pq.total_variation(torch.zeros(4, 4))
+        mean_abs_gradient(torch.zeros(4, 4))
 
 
 def test_speckle_fraction_counts_speckled_and_not_smooth_images():
@@ -34,7 +35,7 @@ def test_speckle_fraction_counts_speckled_and_not_smooth_images():
     samples = torch.cat([reference[5:11], speckled])                 # 6 smooth + 4 speckled
     fraction, threshold = pq.speckle_fraction(samples, reference)
     assert fraction == pytest.approx(0.4)
-    assert threshold == pytest.approx(float(np.percentile(pq.total_variation(reference).numpy(), 99)))
+    assert threshold == pytest.approx(float(np.percentile(mean_abs_gradient(reference).numpy(), 99)))
     assert pq.speckle_fraction(reference, reference, percentile=100.0)[0] == 0.0
 
 

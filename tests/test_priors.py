@@ -10,7 +10,7 @@ import yaml
 
 from monai_dmilo.priors.stepwise import StepwiseDDIM
 from monai_dmilo.networks import ADM_PRESETS, ADMUNet, monai_unet
-from monai_dmilo.priors import build_generator, build_network, load_model_config, load_prior
+from monai_dmilo.priors import build_prior, build_network, load_model_config, load_prior
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_CONFIGS = sorted((REPO / "configs" / "models").glob("*.yaml"))
@@ -85,7 +85,7 @@ def test_monai_unet_validation(change, match):
 
 def test_monai_unet_round_trip_yaml_to_generator(tmp_path):
     path, source = write_prior(tmp_path, "monai_unet", TINY_MONAI, [1, 16, 16], sha256=None)
-    gen = build_generator(path, num_steps=2)
+    gen = build_prior(path, num_steps=2)
     assert isinstance(gen, StepwiseDDIM)
     assert gen.image_shape == (1, 16, 16) and gen.num_steps == 2
     assert gen.timesteps == [(999, 500), (500, 0)]  # reference schedule for N = 2
@@ -100,7 +100,7 @@ def test_monai_unet_round_trip_yaml_to_generator(tmp_path):
 
 def test_adm_round_trip_yaml_to_generator(tmp_path):
     path, source = write_prior(tmp_path, "adm", TINY_ADM, [3, 16, 16])
-    gen = build_generator(path, num_steps=3, schedule="uniform", clip_x0=False)
+    gen = build_prior(path, num_steps=3, schedule="uniform", clip_x0=False)
     assert isinstance(gen.network, ADMUNet) and gen.clip_x0 is False
     z = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     x = gen.sample(z)
@@ -113,7 +113,7 @@ def test_config_schedule_reaches_the_generator(tmp_path):
     path, _ = write_prior(tmp_path, "monai_unet", TINY_MONAI, [1, 16, 16])
     config = load_model_config(path)
     config["schedule"] = {"num_train_timesteps": 500, "beta_start": 1e-3, "beta_end": 0.03}
-    gen = build_generator(config, num_steps=1)
+    gen = build_prior(config, num_steps=1)
     betas = torch.linspace(1e-3, 0.03, 500, dtype=torch.float64)
     torch.testing.assert_close(gen.alphas_cumprod, torch.cumprod(1 - betas, 0))
     assert gen.timesteps == [(499, 0)]
@@ -164,7 +164,7 @@ def test_explicit_checkpoint_of_another_training_loads_unverified_with_a_log_lin
 
 def test_device_argument(tmp_path):
     path, _ = write_prior(tmp_path, "monai_unet", TINY_MONAI, [1, 16, 16])
-    gen = build_generator(path, device="cpu")
+    gen = build_prior(path, device="cpu")
     assert gen.alphas_cumprod.device.type == "cpu"
     assert next(gen.network.parameters()).device.type == "cpu"
 
@@ -279,6 +279,8 @@ def test_the_old_import_paths_still_work_and_warn():
 
     with pytest.warns(DeprecationWarning, match="moved to monai_dmilo.priors.build_generator"):
         assert networks.build_generator is priors.build_generator
+    with pytest.warns(FutureWarning, match="build_generator is now build_prior"):  # the prior's former name
+        assert priors.build_generator("fashion_mnist_32", num_steps=2).num_steps == 2
     with pytest.warns(DeprecationWarning, match="moved to monai_dmilo.priors.stepwise"):
         old = importlib.reload(importlib.import_module("monai_dmilo.generator"))
     assert old.StepwiseDDIM is priors.StepwiseDDIM

@@ -234,7 +234,7 @@ def _nifti(path: Path, nan: bool = False) -> None:
         ("dmplug_default", None),                 # the README's `--solver dmplug` works as documented
         ("nan_nifti", r"image .*bad.nii.gz holds NaN or infinite values"),
         ("text_png", r"notes.png could not be read as an image: UnidentifiedImageError"),
-        ("unknown_solver", r"solver name must be one of \['adjoint', .*got 'dmilo2'"),
+        ("unknown_solver", r"solver name must be one of \['daps', .*got 'dmilo2'"),
         ("overrides_string", r"solver_overrides must be a mapping, e.g. .*\(with braces\); got the string 'num_inner: 3'"),
         ("cuda", "no CUDA device"),
         ("big_kernel", "the blur kernel is 64x64 but the x image is 16x16"),
@@ -344,7 +344,7 @@ def test_one_line_on_the_command_line(tmp_path):
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
-    assert len(errors) == 1 and errors[0].startswith("monai_dmilo error: solver name must be one of ['adjoint'") and "got 'dmilo2'" in errors[0], proc.stderr
+    assert len(errors) == 1 and errors[0].startswith("monai_dmilo error: solver name must be one of ['daps'") and "got 'dmilo2'" in errors[0], proc.stderr
     assert not (tmp_path / "run").exists()
 
 

@@ -55,10 +55,10 @@ def test_checkpoint_matches_config(name):
 
 @pytest.mark.parametrize("name", sorted(PRIORS))
 def test_samples_shape_range_and_statistics(name):
-    from monai_dmilo.priors.loading import build_generator
+    from monai_dmilo.priors.loading import build_prior
 
     config, path = _config(name)
-    gen = build_generator(path, num_steps=10, schedule="uniform")
+    gen = build_prior(path, num_steps=10, schedule="uniform")
     c, h, w = config["image_shape"]
     assert gen.image_shape == (c, h, w) == (1, 32, 32)
     z = torch.randn(16, c, h, w, generator=torch.Generator().manual_seed(0))

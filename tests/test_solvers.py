@@ -27,7 +27,7 @@ from monai_dmilo.solvers import (
     per_sample_mean_square,
 )
 
-SEEDLESS = {"tv", "adjoint"}
+SEEDLESS = {"tv", "pseudo_inverse"}
 TINY = {
     "dmilo": dict(num_outer=1, num_inner=2),
     "dmilo_pgd": dict(num_outer=1, num_inner=2),
@@ -39,7 +39,7 @@ TINY = {
     "reddiff": dict(num_steps=4),
     "ddrm": dict(num_steps=4),
     "daps": dict(num_steps=2, ode_steps=2, langevin_steps=2),
-    "adjoint": dict(),
+    "pseudo_inverse": dict(),
 }
 
 
@@ -189,7 +189,7 @@ def test_non_image_shaped_measurement_and_z_init(name):
 
 
 #: what a solver needs from the operator beyond A(x) (the capability it refuses without)
-NEEDS = {"ddrm": "svd", "diffpir": "proximal", "pigdm": "pseudo_inverse", "adjoint": "pseudo_inverse"}
+NEEDS = {"ddrm": "svd", "diffpir": "proximal", "pigdm": "pseudo_inverse", "pseudo_inverse": "pseudo_inverse"}
 
 
 def _single_precision(params: dict) -> dict:
@@ -240,8 +240,10 @@ def test_bad_inputs_raise_named_errors():
         solver.solve(y, op, generator, z_init=torch.zeros(3, 1, 16, 16))
     with pytest.raises(TypeError, match="operator"):
         solver.solve(y, "inpainting", generator)
-    with pytest.raises(TypeError, match="generator"):
+    with pytest.raises(TypeError, match="prior must be a StepwiseDDIM-like prior"):
         solver.solve(y, op, nn.Identity())
+    with pytest.warns(FutureWarning, match="generator= is now"):  # the argument's former name still works
+        assert solver.solve(y, op, generator=generator, seed=0).x.shape == y.shape
     with pytest.raises(ValueError, match="solver name"):
         build("dmilo2")
     with pytest.raises(ValueError, match="num_inner"):
@@ -455,7 +457,7 @@ def test_compiled_network_gives_the_eager_result():
 # ---------------------------------------------------------------------------------------------
 def test_tv_without_regularisation_is_least_squares_on_a_mask():
     """lam = 0: observed pixels converge to y (clipped to [-1, 1]); hidden ones keep the start, 0."""
-    from monai_dmilo.solvers.tv import total_variation
+    from monai_dmilo.metrics import total_variation
 
     y_img = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(3)) * 2.4 - 1.2
     mask = random_mask(2)
@@ -475,7 +477,7 @@ def test_tv_without_regularisation_is_least_squares_on_a_mask():
 
 def test_tv_denoises_toward_the_piecewise_constant_truth():
     """Identity operator, noisy two-level image: TV cuts the error and brings the TV to the truth's."""
-    from monai_dmilo.solvers.tv import total_variation
+    from monai_dmilo.metrics import total_variation
 
     truth = -torch.ones(1, 1, 16, 16)
     truth[..., 4:12, 4:12] = 0.6
@@ -588,14 +590,57 @@ def test_pigdm_one_step_with_a_gaussian_prior_in_closed_form():
     assert out.nfe == 1 and out.nfe_backward == 1
 
 
-def test_adjoint_is_zero_filling_for_a_mask_and_exact_for_full_kspace():
+def test_pseudo_inverse_is_zero_filling_for_a_mask_and_exact_for_full_kspace():
     mask = random_mask(2)
     x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     op = build_operator("inpainting", mask=mask)
-    out = build("adjoint").solve(op(x), op, toy_generator(), seed=0)
+    out = build("pseudo_inverse").solve(op(x), op, toy_generator(), seed=0)
     torch.testing.assert_close(out.x, x * mask)
     mri = build_operator("mri", mask=torch.ones(16, 16))
-    torch.testing.assert_close(build("adjoint").solve(mri(x), mri, toy_generator(), seed=0).x, x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(build("pseudo_inverse").solve(mri(x), mri, toy_generator(), seed=0).x, x, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["ddrm", "diffpir", "pigdm", "dps", "reddiff", "daps"])
+def test_stepwise_solvers_progress_bar_counts_steps_to_its_total(name, monkeypatch):
+    """One rule for every solver that walks the timesteps once: the bar's length is num_steps and
+    it ends there, whether or not report_every divides it."""
+    import tqdm.auto
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total=None, **kwargs):
+            self.total, self.n = total, 0
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def set_postfix(self, **kwargs):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    y, op, generator = mask_problem(1)
+    params = {**TINY[name], "num_steps": 5, "report_every": 2, "progress": True}
+    build(name, **params).solve(y, op, generator, seed=0)
+    assert [(b.total, b.n) for b in bars] == [(5, 5)]
+
+
+def test_former_solver_name_adjoint_still_builds_the_pseudo_inverse_with_a_warning():
+    from monai_dmilo import solvers
+    from monai_dmilo.solvers import PseudoInverse, task_solver_preset
+
+    with pytest.warns(FutureWarning, match="'adjoint' is now called 'pseudo_inverse'"):
+        solver = build("adjoint")
+    assert type(solver) is PseudoInverse and solver.name == "pseudo_inverse"
+    with pytest.warns(FutureWarning):
+        assert task_solver_preset("inpainting", "adjoint") == "pseudo_inverse"
+    with pytest.warns(FutureWarning, match="now PseudoInverse"):
+        assert solvers.Adjoint is PseudoInverse
+    assert "adjoint" not in solvers.SOLVERS  # listings and benchmarks show the new name only
 
 
 def test_pseudo_inverse_solvers_refuse_a_nonlinear_operator():
@@ -605,7 +650,7 @@ def test_pseudo_inverse_solvers_refuse_a_nonlinear_operator():
         def forward(self, x):
             return x.square()
 
-    for name in ("pigdm", "adjoint"):
+    for name in ("pigdm", "pseudo_inverse"):
         with pytest.raises(TypeError, match=f"{name} needs an operator with a pseudo-inverse"):
             build(name).solve(y, Squared(), generator, seed=0)
 
@@ -663,7 +708,7 @@ def test_baseline_solvers_have_a_preset_for_every_solver_task():
             preset = f"{solver_task}_{solver}"
             assert preset in available_presets(), preset
             assert load_solver_preset(preset)["solver"] == solver
-    assert load_solver_preset("adjoint")["solver"] == "adjoint"
+    assert load_solver_preset("pseudo_inverse")["solver"] == "pseudo_inverse"
 
 
 def test_reddiff_without_the_regulariser_is_least_squares_from_the_pseudo_inverse():

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from monai_dmilo.training import ArrayImageDataset, build_diffusion_unet, build_ddpm_scheduler, create_prior_trainer
+from helpers import ArrayImageDataset
+from monai_dmilo.training import build_diffusion_unet, build_ddpm_scheduler, create_prior_trainer
 from monai_dmilo.training.recipe import WeightedDiffusionInferer, WeightedPrepareBatch, lr_factor, min_snr_weight
 
 TINY = {"channels": (8, 16), "attention_levels": (False, True), "num_head_channels": 8, "norm_num_groups": 8}
@@ -187,20 +188,20 @@ def test_v_weight_turns_the_eps_mse_into_the_v_mse():
 
 def test_trainer_v_parameterization_exports_a_loadable_eps_prior(tmp_path):
     from monai_dmilo.priors.parameterization import VPredictionEps
-    from monai_dmilo.priors.loading import build_generator, load_model_config
+    from monai_dmilo.priors.loading import build_prior, load_model_config
 
     trainer, rows = _train(tmp_path, max_epochs=2, parameterization="v", export_name="vprior.pt",
                            network_params={"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "num_res_blocks": 1, **TINY})
     assert isinstance(trainer.network, VPredictionEps)
     config = load_model_config(tmp_path / "vprior.yaml")
     assert config["parameterization"] == "v"
-    gen = build_generator(tmp_path / "vprior.yaml", num_steps=2)
+    gen = build_prior(tmp_path / "vprior.yaml", num_steps=2)
     assert isinstance(gen.network, VPredictionEps)
     sample = gen(torch.randn(2, 1, 16, 16))
     assert sample.shape == (2, 1, 16, 16) and torch.isfinite(sample).all()
     # the same weights read as a plain eps network would be refused, not silently misread
     config_eps = {**config, "parameterization": "eps"}
     with pytest.raises(ValueError, match="does not match prior"):
-        build_generator(config_eps, num_steps=2)
+        build_prior(config_eps, num_steps=2)
     with pytest.raises(ValueError, match="parameterization"):
         _train(tmp_path / "bad", max_epochs=1, parameterization="x0")

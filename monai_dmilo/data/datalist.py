@@ -107,7 +107,8 @@ def check_image_sizes(items: list[dict], image_shape: Sequence[int]) -> None:
         if seen[path] != expected:
             raise ValueError(
                 f"image {path!r} is {seen[path][0]}x{seen[path][1]} but the prior takes "
-                f"{expected[0]}x{expected[1]} images; resize/crop the data or use a prior of that size."
+                f"{expected[0]}x{expected[1]} images; resize/crop the data, pass --resize_to_prior true, or use a "
+                "prior of that size."
             )
 
 

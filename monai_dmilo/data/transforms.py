@@ -13,7 +13,7 @@ from monai_dmilo.seeds import seed_from_name
 
 from .files import image_format, read_image_array
 
-__all__ = ["LoadImageForPriord", "LoadMeasurementd", "to_prior_range", "from_prior_range"]
+__all__ = ["LoadImageForPriord", "LoadMeasurementd", "check_intensity_window", "to_prior_range", "from_prior_range"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,19 @@ def from_prior_range(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return ScaleIntensityRange(a_min=-1.0, a_max=1.0, b_min=lo, b_max=hi, clip=True)(x)
 
 
+def check_intensity_window(window: Sequence[float] | None) -> tuple[float, float] | None:
+    """A prior's ``intensity_window`` as ``(lo, hi)`` floats with ``lo < hi``, or None."""
+    if window is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in window)
+    except (TypeError, ValueError):
+        raise ValueError(f"intensity_window must be two numbers [lo, hi], got {window!r}.") from None
+    if not (np.isfinite([lo, hi]).all() and lo < hi):
+        raise ValueError(f"intensity_window must be finite numbers with lo < hi, got {window!r}.")
+    return lo, hi
+
+
 def _slice_index(data: dict) -> int | None:
     """The item's ``slice`` of a volume, or None (absent, or -1: a 2D image)."""
     value = data.get("slice")
@@ -37,20 +50,34 @@ def _slice_index(data: dict) -> int | None:
 class LoadImageForPriord(MapTransform):
     """Load an item's image (or slice) as ``(C, H, W)`` float32 scaled to [-1, 1], plus the seed.
 
-    PNG/JPEG: ``x / 127.5 - 1``. NIfTI: min-max scaling per image (per slice); the min and max
-    are stored as ``intensity_min``/``intensity_max`` so that savers can map reconstructions back.
-    Also writes ``format`` (``"png"``/``"nifti"``) and ``seed`` (from the name and ``base_seed``).
+    PNG/JPEG: ``x / 127.5 - 1``. NIfTI/DICOM: min-max scaling per image (per slice), or, for a
+    prior trained on calibrated intensities (CT in Hounsfield units), the prior's fixed
+    ``intensity_window`` ``(lo, hi)``: ``lo -> -1``, ``hi -> 1``, values outside clipped. The range
+    used is stored as ``intensity_min``/``intensity_max`` so that savers can map reconstructions
+    back. Also writes ``format`` (``"png"``/``"nifti"``/``"dicom"``) and ``seed`` (from the name
+    and ``base_seed``).
 
     Args:
         keys: the key holding the file path (normally ``"image"``).
         channels: the prior's channel count.
         base_seed: the run's seed; per-image seeds are derived from it and the item's name.
+        intensity_window: ``(lo, hi)`` stored intensities mapped to [-1, 1] for NIfTI/DICOM files,
+            or None for min-max per slice. PNG/JPEG always use ``(0, 255)``.
+        spatial_size: ``(H, W)`` to bring every image to (antialiased bilinear, linear in the
+            stored units; the saved reconstruction keeps the source's field of view), or None to
+            keep the size as read.
     """
 
-    def __init__(self, keys: str | Sequence[str] = "image", *, channels: int = 1, base_seed: int = 0) -> None:
+    def __init__(self, keys: str | Sequence[str] = "image", *, channels: int = 1, base_seed: int = 0,
+                 intensity_window: Sequence[float] | None = None,
+                 spatial_size: Sequence[int] | None = None) -> None:
         super().__init__(keys)
+        if spatial_size is not None and (len(spatial_size) != 2 or min(int(s) for s in spatial_size) < 1):
+            raise ValueError(f"spatial_size must be two positive ints (H, W) or None, got {spatial_size!r}.")
+        self.spatial_size = None if spatial_size is None else (int(spatial_size[0]), int(spatial_size[1]))
         self.channels = int(channels)
         self.base_seed = int(base_seed)
+        self.intensity_window = check_intensity_window(intensity_window)
         self._conversions_logged: set[tuple[str, int]] = set()
 
     def _log_conversion(self, path: str) -> None:
@@ -82,10 +109,17 @@ class LoadImageForPriord(MapTransform):
                 raise ValueError(f"image {path}{where} holds NaN or infinite values; expected finite numbers.")
             if fmt == "png":
                 lo, hi = 0.0, 255.0
+            elif self.intensity_window is not None:
+                lo, hi = self.intensity_window
+                arr = np.clip(arr, lo, hi)
             else:
                 lo, hi = float(arr.min()), float(arr.max())
             scale = hi - lo if hi > lo else 1.0
-            d[key] = to_prior_range(torch.from_numpy(arr), lo, lo + scale)
+            image = torch.from_numpy(np.ascontiguousarray(arr))
+            if self.spatial_size is not None and tuple(image.shape[-2:]) != self.spatial_size:
+                image = torch.nn.functional.interpolate(image[None], size=self.spatial_size, mode="bilinear",
+                                                        align_corners=False, antialias=True)[0]
+            d[key] = to_prior_range(image, lo, lo + scale)
             d["image_path"] = path
             d["format"] = fmt
             d["intensity_min"] = lo
@@ -98,9 +132,11 @@ class LoadImageForPriord(MapTransform):
 
 
 def _read_array(path: str, *, as_image: bool, unit_range: tuple[float, float],
-                slice_index: int | None = None) -> tuple[torch.Tensor, tuple[float, float] | None]:
+                slice_index: int | None = None,
+                window: tuple[float, float] | None = None) -> tuple[torch.Tensor, tuple[float, float] | None]:
     """``.npy`` -> as stored (complex kept); PNG/NIfTI/DICOM (``slice_index`` of a volume) ->
-    ``(C, H, W)`` float32 mapped to ``unit_range`` (``(-1, 1)`` for images, ``(0, 1)`` for masks).
+    ``(C, H, W)`` float32 mapped to ``unit_range`` (``(-1, 1)`` for images, ``(0, 1)`` for masks),
+    NIfTI/DICOM images from ``window`` (clipped) when given, else from their min and max.
 
     Returns the array and the stored intensity range ``(lo, hi)`` it was mapped from (None for
     ``.npy`` and for NIfTI/DICOM parameters, which are kept as stored)."""
@@ -114,10 +150,13 @@ def _read_array(path: str, *, as_image: bool, unit_range: tuple[float, float],
         raise ValueError(f"file {path!r} holds NaN or infinite values; expected finite numbers.")
     if fmt == "png":
         lo, hi = 0.0, 255.0
+    elif not as_image:
+        return torch.from_numpy(arr), None
+    elif window is not None:
+        lo, hi = window
+        arr = np.clip(arr, lo, hi)
     else:
         lo, hi = float(arr.min()), float(arr.max())
-        if not as_image:
-            return torch.from_numpy(arr), None
     hi = max(hi, lo + 1e-12)
     a, b = unit_range
     return ScaleIntensityRange(a_min=lo, a_max=hi, b_min=a, b_max=b)(torch.from_numpy(arr)), (lo, hi)
@@ -143,6 +182,8 @@ class LoadMeasurementd(MapTransform):
         keys: ``("y", *param_keys)``; the first is the measurement.
         channel_keys: parameter keys whose 2D arrays get a channel axis (masks).
         base_seed: the run's seed.
+        intensity_window: the prior's fixed ``(lo, hi)`` window (CT: Hounsfield units): a NIfTI/DICOM
+            ``y`` image and the ``reference`` are mapped with it instead of min-max per slice.
     """
 
     def __init__(
@@ -151,10 +192,12 @@ class LoadMeasurementd(MapTransform):
         *,
         channel_keys: Sequence[str] = ("mask",),
         base_seed: int = 0,
+        intensity_window: Sequence[float] | None = None,
     ) -> None:
         super().__init__(keys)
         self.channel_keys = tuple(channel_keys)
         self.base_seed = int(base_seed)
+        self.intensity_window = check_intensity_window(intensity_window)
 
     def __call__(self, data: dict) -> dict:
         d = dict(data)
@@ -164,7 +207,8 @@ class LoadMeasurementd(MapTransform):
         for key in self.key_iterator(d):
             is_y = key == measurement_key
             value, stored_range = _read_array(str(d[key]), as_image=is_y, unit_range=(-1.0, 1.0) if is_y else (0.0, 1.0),
-                                              slice_index=slice_index if is_y else None)
+                                              slice_index=slice_index if is_y else None,
+                                              window=self.intensity_window if is_y else None)
             if value.ndim == 2 and (is_y or key in self.channel_keys):
                 value = value[None]
             if is_y:
@@ -172,7 +216,8 @@ class LoadMeasurementd(MapTransform):
             d[key] = value
         reference = d.get("reference")
         if reference:
-            ref = LoadImageForPriord("reference", channels=1, base_seed=self.base_seed)(
+            ref = LoadImageForPriord("reference", channels=1, base_seed=self.base_seed,
+                                     intensity_window=self.intensity_window)(
                 {"reference": reference, "name": d["name"], "slice": d.get("slice", None)}
             )
             for k in ("format", "image_path", "intensity_min", "intensity_max"):

@@ -17,6 +17,7 @@ from monai_dmilo.workflow.distributed import barrier, rank_and_world_size
 from monai_dmilo.operators.views import to_unit
 from monai_dmilo.workflow.run_files import atomic_path
 from monai_dmilo.checks import as_bool
+from monai_dmilo.metrics import psnr, ssim
 
 from .per_image import batch_value
 from monai_dmilo.workflow.run_dir import METRICS_CSV, read_results
@@ -56,8 +57,8 @@ def lpips_distance(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
 class MetricsCSVWriter:
     """Per-image metrics and run info appended to ``metrics.csv`` (one row per image).
 
-    PSNR and SSIM are MONAI's ``PSNRMetric``/``SSIMMetric`` on images rescaled from [-1, 1] to
-    [0, 1] (data range 1); LPIPS (AlexNet, inputs in [-1, 1]) is added only when the ``lpips``
+    PSNR and SSIM (:mod:`monai_dmilo.metrics`: MONAI's metrics with their defaults) on images
+    rescaled from [-1, 1] to [0, 1] (data range 1); LPIPS (AlexNet, inputs in [-1, 1]) is added only when the ``lpips``
     package and its weights are present. Without ground truth only ``nfe``, ``seconds`` and
     ``seed`` are written. NFE and the solve time come from ``engine.state.output["nfe"]`` and
     ``["seconds"]`` (:class:`~monai_dmilo.engines.InverseProblemEvaluator`; empty when absent).
@@ -69,12 +70,8 @@ class MetricsCSVWriter:
     """
 
     def __init__(self, output_dir: str | Path, *, use_lpips: bool | str = "auto") -> None:
-        from monai.metrics import PSNRMetric, SSIMMetric
-
         self.output_dir = Path(output_dir)
         self.use_lpips = "auto" if str(use_lpips).lower() == "auto" else as_bool("use_lpips", use_lpips)
-        self._psnr = PSNRMetric(max_val=1.0, reduction="none")
-        self._ssim = SSIMMetric(spatial_dims=2, data_range=1.0, reduction="none")
         self._lpips: Any = None
         self._lpips_tried = False
         self._count = 0
@@ -103,8 +100,8 @@ class MetricsCSVWriter:
         """Per-sample metrics ``{name: (B,)}`` of ``pred`` against ``target`` (both in [-1, 1])."""
         p, t = to_unit(pred), to_unit(target)
         values = {
-            "psnr": self._psnr(p, t).reshape(-1),
-            "ssim": self._ssim(p, t).reshape(-1),
+            "psnr": psnr(p, t, data_range=1.0),
+            "ssim": ssim(p, t, data_range=1.0),
         }
         if self.use_lpips and not self._lpips_tried:
             self._lpips_tried = True

@@ -20,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pydicom
 
-__all__ = ["dicom_series", "write_dicom_series"]
+__all__ = ["dicom_series"]
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 
@@ -140,16 +140,3 @@ def dicom_series(
         ds.PixelData = image.tobytes()
         series.append((f"IM{k + 1:04d}.dcm", ds))
     return series
-
-
-def write_dicom_series(volume: np.ndarray, folder: str | Path, **kwargs) -> list[Path]:
-    """Write :func:`dicom_series` ``(volume, **kwargs)`` to ``folder``; returns the paths."""
-    import pydicom
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, ds in dicom_series(volume, **kwargs):
-        pydicom.dcmwrite(folder / name, ds, enforce_file_format=True)
-        paths.append(folder / name)
-    return paths

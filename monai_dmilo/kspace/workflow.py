@@ -93,31 +93,30 @@ def _prepare_kspace(item: KspaceFile, acceleration: float | None, center_fractio
     return kspace, mask, f"retrospective {pattern} {acceleration}x, centre {center_fraction}"
 
 
-def _solve(problem: MagnitudeProblem, solver: Any, generator: Any, seeds: list[int], batch_size: int) -> torch.Tensor:
+def _solve(problem: MagnitudeProblem, solver: Any, prior: Any, seeds: list[int], batch_size: int) -> torch.Tensor:
     """The solver's images ``(S, 1, h, w)`` in [-1, 1], in batches of slices."""
-    device = next(generator.parameters()).device
+    device = next(prior.parameters()).device
     out = []
     maps = problem.operator.coil_maps
     for start in range(0, problem.y.shape[0], batch_size):
         chunk = slice(start, start + batch_size)
         operator = MRI(problem.operator.mask.to(device), coil_maps=maps[chunk].to(device))
-        result = solver.solve(problem.y[chunk].to(device), operator, generator, seed=seeds[chunk])
+        result = solver.solve(problem.y[chunk].to(device), operator, prior, seed=seeds[chunk])
         out.append(result.x.detach().cpu())
     return torch.cat(out)
 
 
 def _metrics(images: np.ndarray, reference: np.ndarray | None) -> list[dict[str, float]]:
-    """Per-slice PSNR/SSIM (MONAI's metrics, data range = the reference volume's maximum)."""
+    """Per-slice PSNR/SSIM (:mod:`monai_dmilo.metrics`, data range = the reference volume's maximum)."""
     if reference is None:
         return [{} for _ in images]
-    from monai.metrics import PSNRMetric, SSIMMetric
+    from monai_dmilo.metrics import psnr, ssim
 
     peak = float(reference.max())
     pred = torch.from_numpy(np.asarray(images, np.float32))[:, None]
     ref = torch.from_numpy(np.asarray(reference, np.float32))[:, None]
-    psnr = PSNRMetric(max_val=peak, reduction="none")(pred, ref).flatten()
-    ssim = SSIMMetric(spatial_dims=2, data_range=peak, reduction="none")(pred, ref).flatten()
-    return [{"psnr": float(p), "ssim": float(s)} for p, s in zip(psnr, ssim)]
+    values = zip(psnr(pred, ref, data_range=peak), ssim(pred, ref, data_range=peak))
+    return [{"psnr": float(p), "ssim": float(s)} for p, s in values]
 
 
 def _panel(columns: Mapping[str, np.ndarray], scores: Mapping[str, list[dict]], path: Path, output_dir: Path,
@@ -151,7 +150,7 @@ def _write_nifti(volume: np.ndarray, spacing: Sequence[float], path: Path, outpu
 
 
 def reconstruct_file(
-    item: KspaceFile, *, generator: Any, solver: Any, solver_name: str, output_dir: str | Path,
+    item: KspaceFile, *, prior: Any, solver: Any, solver_name: str, output_dir: str | Path,
     acceleration: float | None = None, center_fraction: float = 0.08, pattern: str = "equispaced",
     coil_maps: str = "lowres", use_phase: bool = True, seed: int = 0, batch_size: int = 8,
     write_dicom: bool = True, sense_tikhonov: float | str = "auto", cs_tv_lam: float | str = "auto",
@@ -159,7 +158,7 @@ def reconstruct_file(
     """Reconstruct one file (see the module docstring); returns its metrics rows."""
     output_dir = Path(output_dir)
     start = time.perf_counter()
-    size = tuple(generator.image_shape[-2:])
+    size = tuple(prior.image_shape[-2:])
     _check_item(item, acceleration, coil_maps)
     kspace, mask, how = _prepare_kspace(item, acceleration, center_fraction, pattern, seed)
     maps = item.maps if coil_maps == "file" else None
@@ -174,7 +173,7 @@ def reconstruct_file(
                        "3 columns, docs/benchmarks/kspace_bart.md)", item.name, problem.central, *size)
     seeds = [seed_from_name(f"{item.name}_s{k:03d}", seed) for k in range(problem.y.shape[0])]
     images = {"zero_filled": problem.zero_filled.numpy(), "sense": problem.sense.numpy(), "cs_tv": problem.cs_tv.numpy()}
-    images[solver_name] = problem.magnitude(_solve(problem, solver, generator, seeds, batch_size)).numpy()
+    images[solver_name] = problem.magnitude(_solve(problem, solver, prior, seeds, batch_size)).numpy()
     reference = crop_image_lowpass(item.reference, size) if item.reference is not None else None
     scores = {name: _metrics(v, reference) for name, v in images.items()}
     height, width = kspace.shape[-2:]
@@ -301,7 +300,7 @@ def check_options(*, acceleration: float | None, center_fraction: float, pattern
 
 
 def run_kspace(
-    dataset_dir: str | Path, output_dir: str | Path, *, generator: Any, solver: Any, solver_name: str,
+    dataset_dir: str | Path, output_dir: str | Path, *, prior: Any, solver: Any, solver_name: str,
     settings: Mapping[str, Any], overwrite: bool = False, max_files: int | None = None,
     dicom_destination: str | None = None, **options: Any,
 ) -> dict[str, Any]:
@@ -335,7 +334,7 @@ def run_kspace(
     unsent = _send_series(out, [i.name for i in items if i.name in done], dicom_destination) if dicom_destination else []
     for item in todo:
         try:
-            rows = reconstruct_file(item, generator=generator, solver=solver, solver_name=solver_name,
+            rows = reconstruct_file(item, prior=prior, solver=solver, solver_name=solver_name,
                                     output_dir=out, **options)
         except KeyboardInterrupt:
             logger.warning("interrupted during %s: it has no metrics rows and is redone by the same command; the "

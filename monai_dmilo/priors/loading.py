@@ -13,12 +13,14 @@ parameters, where its weights are and which DDPM schedule it was trained with::
     schedule: {num_train_timesteps: 1000, beta_start: 0.0001, beta_end: 0.02}
     parameterization: eps               # what the network predicts inside: eps (default) | v; the
                                         # built module outputs eps either way (priors/parameterization.py)
+    intensity_window: null              # [lo, hi]: stored intensities mapped to [-1, 1] (e.g. CT in HU,
+                                        # [-1000, 1000]); null: each image min-max scaled
     source: where to obtain the checkpoint (shown when the file is missing)
     description: free text (any other key is kept as metadata, e.g. intensity)
 
 Usage::
 
-    gen = build_generator("configs/models/ffhq_10m.yaml", num_steps=3, device=device)
+    gen = build_prior("configs/models/ffhq_10m.yaml", num_steps=3, device=device)
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from monai_dmilo.data.transforms import check_intensity_window
 from monai_dmilo.priors.checkpoints import load_into, load_state_dict
 from monai_dmilo.workflow.presets import CONFIG_ROOT, preset_names, read_yaml_mapping
 from monai_dmilo.priors.stepwise import StepwiseDDIM
@@ -39,7 +42,7 @@ from monai_dmilo.networks.adm_unet import ADMUNet
 from monai_dmilo.networks.monai_unet import monai_unet
 from monai_dmilo.priors.parameterization import PARAMETERIZATIONS, wrap_network
 
-__all__ = ["ARCHITECTURES", "load_model_config", "build_network", "load_prior", "build_generator"]
+__all__ = ["ARCHITECTURES", "load_model_config", "build_network", "load_prior", "build_prior", "build_generator"]
 
 
 def _build_monai_unet(config: Mapping[str, Any]) -> nn.Module:
@@ -61,7 +64,7 @@ ARCHITECTURES: dict[str, Callable[[Mapping[str, Any]], nn.Module]] = {
 
 _KEYS = {
     "name", "architecture", "params", "preset", "image_shape", "checkpoint", "sha256", "schedule",
-    "source", "description", "license", "parameterization",
+    "source", "description", "license", "parameterization", "intensity_window",
 }
 _SCHEDULE_DEFAULTS = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"}
 # configs/models/ of a source checkout, used to resolve a bare prior name.
@@ -102,7 +105,8 @@ def load_model_config(
 
     Returns:
         A new dict with every key filled: ``checkpoint`` is an absolute path string or None,
-        ``params`` a dict, ``image_shape`` a tuple ``(C, H, W)``, ``schedule`` complete.
+        ``params`` a dict, ``image_shape`` a tuple ``(C, H, W)``, ``schedule`` complete,
+        ``intensity_window`` a ``(lo, hi)`` tuple or None.
 
     Raises:
         FileNotFoundError: the config file does not exist.
@@ -146,6 +150,10 @@ def load_model_config(
         )
     if schedule["beta_schedule"] != "linear":
         raise ValueError(f"{where}: only the 'linear' beta_schedule is supported, got {schedule['beta_schedule']!r}.")
+    try:
+        intensity_window = check_intensity_window(config.get("intensity_window"))
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
     checkpoint = config.get("checkpoint")
     if checkpoint is not None:
         if not isinstance(checkpoint, (str, os.PathLike)):
@@ -165,6 +173,7 @@ def load_model_config(
         "image_shape": tuple(shape),
         "schedule": schedule,
         "parameterization": parameterization,
+        "intensity_window": intensity_window,
         "checkpoint": checkpoint,
         "sha256": sha256,
         "source": config.get("source"),
@@ -254,9 +263,13 @@ def load_prior(
     try:
         load_into(network, state, strict=True)
     except ValueError as err:
+        beside = Path(path).with_suffix(".yaml")
+        hint = (f" The model config written with it is {str(beside)!r}: pass --model_config {beside}."
+                if checkpoint is not None and beside.is_file() else "")
         raise ValueError(
             f"checkpoint {str(path)!r} does not match prior {name!r} (architecture "
             f"{config['architecture']!r}{', preset ' + repr(config['preset']) if config['preset'] else ''}): {err}"
+            f"{hint}"
         ) from err
     network = network.eval().requires_grad_(False)
     if device is not None:
@@ -264,7 +277,7 @@ def load_prior(
     return network
 
 
-def build_generator(
+def build_prior(
     config: str | os.PathLike | Mapping[str, Any],
     *,
     checkpoint: str | os.PathLike | None = None,
@@ -298,3 +311,11 @@ def build_generator(
     }
     generator = StepwiseDDIM(network, num_steps=num_steps, schedule=schedule, **options)
     return generator.to(device) if device is not None else generator
+
+
+def build_generator(*args: Any, **kwargs: Any) -> StepwiseDDIM:
+    """Deprecated name of :func:`build_prior` (the prior was called "generator" before 0.5)."""
+    import warnings
+
+    warnings.warn("build_generator is now build_prior.", FutureWarning, stacklevel=2)
+    return build_prior(*args, **kwargs)

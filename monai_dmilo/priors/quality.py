@@ -1,8 +1,8 @@
 """Sample-quality measures of a diffusion prior (evaluation code: never used by a solver).
 
-* :func:`total_variation` and :func:`speckle_fraction`: the fraction of samples whose total
-  variation (mean absolute horizontal + vertical difference) exceeds a percentile of real
-  held-out images' -- speckled samples have far more TV than any real image.
+* :func:`speckle_fraction`: the fraction of samples whose roughness (anisotropic TV, mean absolute
+  horizontal + vertical difference, :func:`monai_dmilo.metrics.mean_abs_gradient`) exceeds a
+  percentile of real held-out images' -- speckled samples are far rougher than any real image.
 * :func:`frechet_distance` between two feature sets (Gaussian fits), and
   :class:`FeatureClassifier`, a small CNN trained here whose penultimate layer gives the features
   (a "classifier Fréchet distance": not FID, which needs Inception weights).
@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from monai_dmilo.metrics import mean_abs_gradient
+
 __all__ = [
-    "total_variation",
     "speckle_fraction",
     "frechet_distance",
     "FeatureClassifier",
@@ -23,15 +24,6 @@ __all__ = [
     "classifier_features",
     "heldout_eps_mse",
 ]
-
-
-def total_variation(images: torch.Tensor) -> torch.Tensor:
-    """Per-image TV ``(N,)`` of ``(N, C, H, W)`` images: mean |horizontal diff| + mean |vertical diff|."""
-    if images.ndim != 4:
-        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}.")
-    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(1).mean(1)
-    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(1).mean(1)
-    return dx + dy
 
 
 def speckle_fraction(samples: torch.Tensor, reference: torch.Tensor, *, percentile: float = 99.0
@@ -47,8 +39,8 @@ def speckle_fraction(samples: torch.Tensor, reference: torch.Tensor, *, percenti
     """
     if not 0.0 < percentile <= 100.0:
         raise ValueError(f"percentile must be in (0, 100], got {percentile!r}.")
-    threshold = float(np.percentile(total_variation(reference.float()).cpu().numpy(), percentile))
-    fraction = float((total_variation(samples.float()) > threshold).float().mean())
+    threshold = float(np.percentile(mean_abs_gradient(reference.float()).cpu().numpy(), percentile))
+    fraction = float((mean_abs_gradient(samples.float()) > threshold).float().mean())
     return fraction, threshold
 
 

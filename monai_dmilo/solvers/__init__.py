@@ -2,10 +2,10 @@
 
 ``build(name, **hyperparameters)`` makes a solver by registry name (:data:`SOLVERS`, filled by
 the ``@register(name)`` decorator of each solver module: ``dmilo``, ``dmilo_pgd``,
-``dmplug``, ``dps``, ``ddrm``, ``daps``, ``diffpir``, ``pigdm``, ``reddiff``; ``tv``: TV-regularised least squares and ``adjoint``:
-``clip(A^+ y)``, neither using the network); ``build_from_preset(name_or_path, **overrides)`` makes one from a
+``dmplug``, ``dps``, ``ddrm``, ``daps``, ``diffpir``, ``pigdm``, ``reddiff``; ``tv``: TV-regularised least squares and
+``pseudo_inverse``: ``clip(A^+ y)``, neither using the network; ``adjoint`` is its former name); ``build_from_preset(name_or_path, **overrides)`` makes one from a
 ``configs/solvers`` preset. Every solver has
-``solve(y, operator, generator, *, seed=None, z_init=None) -> SolverOutput``.
+``solve(y, operator, prior, *, seed=None, z_init=None) -> SolverOutput``.
 """
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ import pkgutil
 from pathlib import Path
 from typing import Any
 
-from .adjoint import Adjoint
-from .base import SOLVERS, Solver, SolverOutput, register
+from .base import RENAMED_SOLVERS, SOLVERS, Solver, SolverOutput, current_solver_name, register
 from .daps import DAPS
 from .ddrm import DDRM
 from .diffpir import DiffPIR
@@ -26,6 +25,7 @@ from .dmplug import DMPlug
 from .dps import DPS
 from .numerics import per_sample_mean_square, per_sample_sum_square
 from .pigdm import PiGDM
+from .pseudo_inverse import PseudoInverse
 from .presets import available_presets, load_solver_preset, resolve_solver_preset, task_solver_preset
 from .reddiff import REDDiff
 from .selection import SELECTION_RULES, SelectionRule, build_selection
@@ -47,7 +47,9 @@ __all__ = [
     "DAPS",
     "PiGDM",
     "REDDiff",
-    "Adjoint",
+    "PseudoInverse",
+    "RENAMED_SOLVERS",
+    "current_solver_name",
     "TV",
     "FIDELITY_STEPS",
     "SELECTION_RULES",
@@ -69,14 +71,15 @@ __all__ = [
 
 
 def check_solver_name(name: str) -> None:
-    """``ValueError`` listing the registry unless ``name`` is a registered solver."""
-    if name not in SOLVERS:
+    """``ValueError`` listing the registry unless ``name`` is a registered solver (or a former name)."""
+    if name not in SOLVERS and name not in RENAMED_SOLVERS:
         raise ValueError(f"solver name must be one of {sorted(SOLVERS)}, got {name!r}.")
 
 
 def solver_parameters(name: str) -> list[str]:
     """The keyword hyperparameters the solver ``name`` takes (its class's and its bases')."""
     check_solver_name(name)
+    name = RENAMED_SOLVERS.get(name, name) if name not in SOLVERS else name
     names: list[str] = []
     for cls in getattr(SOLVERS[name], "__mro__", (SOLVERS[name],)):
         init = cls.__dict__.get("__init__")
@@ -95,6 +98,8 @@ def build(name: str, **hyperparameters: Any) -> Solver:
         ValueError: an unknown solver name, or hyperparameters the solver does not take (the
             valid names are listed).
     """
+    check_solver_name(name)
+    name = current_solver_name(name)
     valid = solver_parameters(name)
     unknown = sorted(set(hyperparameters) - set(valid))
     if unknown:
@@ -108,3 +113,12 @@ def build_from_preset(name_or_path: str | Path, **overrides: Any) -> Solver:
     """A solver from a ``configs/solvers`` preset, with keyword overrides of its parameters."""
     preset = load_solver_preset(name_or_path)
     return build(preset["solver"], **{**preset["params"], **overrides})
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Adjoint":  # the class's name before 0.5
+        import warnings
+
+        warnings.warn("monai_dmilo.solvers.Adjoint is now PseudoInverse.", FutureWarning, stacklevel=2)
+        return PseudoInverse
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """What every solver shares: the output record, per-sample losses, seeding, freezing, the run loop.
 
-A solver sees only ``(y, A, generator)`` and returns an estimate ``x``; it never sees ground truth.
+A solver sees only ``(y, A, prior)`` and returns an estimate ``x``; it never sees ground truth.
 
 Batches: a batch of ``B`` measurements is ``B`` independent problems. Every loss term is a mean
 (or a sum, where docs/algorithms.md says ``||.||^2``) over ONE sample's elements, and the batch loss is
@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -33,6 +34,8 @@ from .selection import SelectionRule, build_selection
 
 __all__ = [
     "SOLVERS",
+    "RENAMED_SOLVERS",
+    "current_solver_name",
     "register",
     "SolverOutput",
     "Solver",
@@ -114,7 +117,7 @@ def initial_noise(
         return z_init.detach().to(device=y.device, dtype=dtype).clone(), rngs
     if image_shape is None:
         raise ValueError(
-            "generator.image_shape is None: pass z_init, or build the generator with image_shape=(C, H, W)."
+            "prior.image_shape is None: pass z_init, or build the prior with image_shape=(C, H, W)."
         )
     z0 = torch.stack([torch.randn(tuple(image_shape), generator=g, dtype=torch.float32) for g in rngs])
     return to_device_without_wait(z0, y.device, dtype), rngs
@@ -179,11 +182,13 @@ class RunState:
         self.nfe_backward += backward
         self.nfe += nfe
 
-    def record(self, x: torch.Tensor, values: Mapping[str, torch.Tensor], *, report: bool = True) -> None:
+    def record(self, x: torch.Tensor, values: Mapping[str, torch.Tensor], *, report: bool = True,
+               position: int | None = None) -> None:
         """Record one iterate ``x`` (B, C, H, W) with its per-sample values (each ``(B,)``).
 
         ``values`` must include ``"data_fit"``. The selection rule sees the iterate. Progress and
-        callback fire only when ``report`` (they may synchronise with the device).
+        callback fire only when ``report`` (they may synchronise with the device); the bar moves
+        to ``position`` (e.g. the steps done) when given, else counts records.
         """
         self.x = x
         for key, v in values.items():
@@ -191,12 +196,13 @@ class RunState:
         self.selection.update(x, values["data_fit"].detach(), self.num_records)
         self.num_records += 1
         if report:
-            self.report(values)
+            self.report(values, position=position)
 
-    def report(self, values: Mapping[str, torch.Tensor]) -> None:
+    def report(self, values: Mapping[str, torch.Tensor], *, position: int | None = None) -> None:
         if self._bar is not None:
-            self._bar.update(self.num_records - self._reported)
-            self._reported = self.num_records
+            done = self.num_records if position is None else position
+            self._bar.update(done - self._reported)
+            self._reported = done
             self._bar.set_postfix(data_fit=f"{float(values['data_fit'].detach().mean()):.3e}")
         if self.callback is not None:
             self.callback(
@@ -228,6 +234,19 @@ CAPABILITIES = {
 
 #: registry name -> solver class, filled by :func:`register`
 SOLVERS: dict[str, type["Solver"]] = {}
+#: former solver names -> their registry names (accepted with a deprecation warning)
+RENAMED_SOLVERS: dict[str, str] = {"adjoint": "pseudo_inverse"}
+
+
+def current_solver_name(name: str) -> str:
+    """``name``, or its new registry name if it is a former one (with a ``FutureWarning``)."""
+    if name in RENAMED_SOLVERS and name not in SOLVERS:
+        new = RENAMED_SOLVERS[name]
+        warnings.warn(f"solver {name!r} is now called {new!r}; the old name will be removed.", FutureWarning,
+                      stacklevel=3)
+        logger.warning("solver %r is now called %r; the old name will be removed", name, new)
+        return new
+    return name
 
 
 def register(name: str) -> Callable[[type["Solver"]], type["Solver"]]:
@@ -239,7 +258,7 @@ def register(name: str) -> Callable[[type["Solver"]], type["Solver"]]:
         @register("my_solver")
         class MySolver(Solver):
             tuning_knob = "lam"             # what the quality benchmark tunes on validation
-            def _run(self, state, y, operator, generator, z0, rngs): ...
+            def _run(self, state, y, operator, prior, z0, rngs): ...
     """
     def decorate(cls: type["Solver"]) -> type["Solver"]:
         if not (isinstance(cls, type) and issubclass(cls, Solver)):
@@ -254,7 +273,7 @@ def register(name: str) -> Callable[[type["Solver"]], type["Solver"]]:
 
 
 class Solver:
-    """Base class: ``solve(y, operator, generator, *, seed=None, z_init=None) -> SolverOutput``.
+    """Base class: ``solve(y, operator, prior, *, seed=None, z_init=None) -> SolverOutput``.
 
     Subclasses implement :meth:`_run`, updating the :class:`RunState` (estimate, records, NFE),
     and are registered with :func:`register`.
@@ -295,10 +314,11 @@ class Solver:
         self.callback = callback
 
     # -- to implement -------------------------------------------------------------------------
-    def _progress_total(self) -> int | None:
+    def _progress_total(self, prior: Prior) -> int | None:
+        """The progress bar's length for a solve with this ``prior`` (None: unknown)."""
         return None
 
-    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, prior: Prior, z0: Tensor, rngs: Rngs) -> None:
         """Solve ``y = A(x)`` for the batch, updating ``state``; ``z0`` ``(B, C, H, W)`` the initial noise, ``rngs``
         one CPU ``torch.Generator`` per sample for any further draws."""
         raise NotImplementedError  # pragma: no cover - abstract
@@ -320,21 +340,23 @@ class Solver:
         self,
         y: torch.Tensor,
         operator: Callable[[torch.Tensor], torch.Tensor] | None,
-        generator: Any,
+        prior: Any = None,
         *,
         seed: int | Sequence[int] | torch.Tensor | None = None,
         z_init: torch.Tensor | None = None,
+        generator: Any = None,
     ) -> SolverOutput:
         """Reconstruct ``x`` from the measurement ``y``.
 
         Args:
             y: the measurement, ``(B, ...)`` (image-shaped or not, real or complex).
             operator: the forward model, called as ``operator(x)`` on ``(B, C, H, W)`` images.
-            generator: a :class:`~monai_dmilo.priors.stepwise.StepwiseDDIM` (``step``, ``num_steps``,
+            prior: a :class:`~monai_dmilo.priors.stepwise.StepwiseDDIM` (``step``, ``num_steps``,
                 ``image_shape``; ``denoise`` for DPS).
             seed: an int, or one int per sample, for ``z_0`` (and other draws); ``None``: drawn
                 from torch's global RNG.
             z_init: the initial noise ``z_0`` ``(B, C, H, W)``; drawn from ``seed`` when absent.
+            generator: the former name of ``prior`` (accepted with a ``FutureWarning``).
 
         Returns:
             A :class:`SolverOutput`; ``x`` is ``(B, C, H, W)`` in the images' real dtype.
@@ -343,24 +365,29 @@ class Solver:
             raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}.")
         if y.ndim < 2:
             raise ValueError(f"y must be batched (B, ...), got shape {tuple(y.shape)}.")
-        if not hasattr(generator, "step") or not hasattr(generator, "num_steps"):
+        if generator is not None:
+            if prior is not None:
+                raise TypeError("solve() got both prior and generator (its former name); pass prior only.")
+            warnings.warn("solve(..., generator=) is now solve(..., prior=).", FutureWarning, stacklevel=2)
+            prior = generator
+        if not hasattr(prior, "step") or not hasattr(prior, "num_steps"):
             raise TypeError(
-                f"generator must be a StepwiseDDIM-like prior with step(z, i) and num_steps, "
-                f"got {type(generator).__name__}."
+                f"prior must be a StepwiseDDIM-like prior with step(z, i) and num_steps, "
+                f"got {type(prior).__name__}."
             )
         self._check_operator(operator)
         if torch.isnan(y).any():
             raise ValueError(f"y contains NaN values (shape {tuple(y.shape)}); expected finite numbers.")
         seeds = per_sample_seeds(seed, y.shape[0])
-        with torch.inference_mode(False), torch.enable_grad(), frozen(generator, operator):
+        with torch.inference_mode(False), torch.enable_grad(), frozen(prior, operator):
             y = y.detach().clone()  # a normal tensor even if y was made under inference_mode
-            z0, rngs = initial_noise(y, getattr(generator, "image_shape", None), seeds, z_init)
+            z0, rngs = initial_noise(y, getattr(prior, "image_shape", None), seeds, z_init)
             selection = build_selection(self.selection, **self.selection_params)
             selection.bind(y)
             state = RunState(
                 y,
                 selection,
-                progress_total=self._progress_total(),
+                progress_total=self._progress_total(prior),
                 progress=self.progress,
                 callback=self.callback,
                 desc=self.name,
@@ -368,7 +395,7 @@ class Solver:
             interrupted = False
             try:
                 with skip_nan_checks():  # y was checked above; no host syncs in the loops
-                    self._run(state, y, operator, generator, z0, rngs)
+                    self._run(state, y, operator, prior, z0, rngs)
             except KeyboardInterrupt:
                 interrupted = True
             finally:

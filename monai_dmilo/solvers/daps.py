@@ -21,6 +21,8 @@ The data gradient goes through ``A`` only (any differentiable operator); the net
 only: NFE = ``num_steps * ode_steps``. Fresh noise per sample from the sample's seed stream.
 History: ``x0`` after each level's Langevin steps (every ``report_every`` levels), then the final
 ``clip(x0)``.
+
+The maths: docs/algorithms.md, section 11.
 """
 from __future__ import annotations
 
@@ -29,15 +31,16 @@ from typing import Any
 
 import torch
 
-from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
+from .base import Operator, Prior, Rngs, RunState, Tensor, register
 from .numerics import draw_noise, per_sample_mean_square, per_sample_sum_square
+from .stepwise import StepwiseSolver
 from monai_dmilo.checks import check_positive
 
 __all__ = ["DAPS"]
 
 
 @register("daps")
-class DAPS(Solver):
+class DAPS(StepwiseSolver):
     """Decoupled annealing posterior sampling (see module docstring).
 
     Args:
@@ -65,33 +68,28 @@ class DAPS(Solver):
         report_every: int = 10,
         **common: Any,
     ) -> None:
-        super().__init__(**common)
-        for name, value in (("num_steps", num_steps), ("ode_steps", ode_steps), ("langevin_steps", langevin_steps),
-                            ("report_every", report_every)):
+        super().__init__(num_steps=num_steps, report_every=report_every, **common)
+        for name, value in (("ode_steps", ode_steps), ("langevin_steps", langevin_steps)):
             check_positive(name, value, integer=True)
         check_positive("langevin_lr", langevin_lr)
         check_positive("lr_min_ratio", lr_min_ratio)
         check_positive("sigma_y", sigma_y)
         if num_steps > 999:
             raise ValueError(f"num_steps must be at most 999 (the prior's timesteps), got {num_steps!r}.")
-        self.num_steps, self.ode_steps, self.langevin_steps = num_steps, ode_steps, langevin_steps
+        self.ode_steps, self.langevin_steps = ode_steps, langevin_steps
         self.langevin_lr, self.lr_min_ratio, self.sigma_y = float(langevin_lr), float(lr_min_ratio), float(sigma_y)
-        self.report_every = report_every
 
-    def _progress_total(self) -> int | None:
-        return self.num_steps // self.report_every
-
-    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
-        total = generator.num_train_timesteps
+    def _run(self, state: RunState, y: Tensor, operator: Operator, prior: Prior, z0: Tensor, rngs: Rngs) -> None:
+        total = prior.num_train_timesteps
         levels = torch.linspace(total - 1, 0, self.num_steps + 1).round().long().tolist()   # t_K ... t_0 = 0
-        abar = generator.alphas_cumprod.double().cpu()
+        abar = prior.alphas_cumprod.double().cpu()
 
         z = z0
         state.x = z0.clamp(-1.0, 1.0)
         for k, t in enumerate(levels[:-1]):
             grid = torch.linspace(t, 0, self.ode_steps + 1).round().long().tolist()
             pairs = [(a, b) for a, b in zip(grid[:-1], grid[1:]) if a > b]
-            ode = generator.with_timesteps(pairs)
+            ode = prior.with_timesteps(pairs)
             with torch.no_grad():
                 state_t = z
                 for i in range(ode.num_steps - 1):
@@ -112,8 +110,7 @@ class DAPS(Solver):
             with torch.no_grad():
                 sigma_next = math.sqrt(float((1.0 - abar[t_next]) / abar[t_next]))
                 z = math.sqrt(float(abar[t_next])) * (x0 + sigma_next * draw_noise(rngs, z0.shape[1:], z0))
-            state.record(x0, {"data_fit": per_sample_mean_square(operator(x0) - y)},
-                         report=(k + 1) % self.report_every == 0)
+            self._record_step(state, k, self.num_steps, x0, per_sample_mean_square(operator(x0) - y))
         with torch.no_grad():
             final = x0.clamp(-1.0, 1.0)
-            state.record(final, {"data_fit": per_sample_mean_square(operator(final) - y)})
+            state.record(final, {"data_fit": per_sample_mean_square(operator(final) - y)}, position=self.num_steps)

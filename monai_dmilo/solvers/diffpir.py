@@ -18,6 +18,8 @@ One network forward per step, no backward (NFE = ``num_steps``, ``nfe_backward``
 noise is drawn per sample on CPU from the sample's seed stream (after ``z_0``), so batched and
 single solves agree. History: ``x0_hat`` and its data fit at each step, then the final
 ``clip(x_0)``.
+
+The maths: docs/algorithms.md, section 11.
 """
 from __future__ import annotations
 
@@ -26,22 +28,23 @@ from typing import Any
 
 import torch
 
-from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
-from .numerics import draw_noise, per_sample_mean_square
+from .base import Operator, Prior, Rngs, Tensor, register
+from .numerics import draw_noise
+from .stepwise import SamplingSolver
 from monai_dmilo.checks import check_positive
 
 __all__ = ["DiffPIR"]
 
 
 @register("diffpir")
-class DiffPIR(Solver):
+class DiffPIR(SamplingSolver):
     """Plug-and-play diffusion sampling with a proximal data step (see module docstring).
 
     Args:
         lam: the paper's lambda, weight of the prior against the data in ``rho_t``.
         zeta: share of fresh noise in each step (0: deterministic DDIM-like, 1: all fresh).
         sigma_n: the measurement noise standard deviation (image units; > 0).
-        num_steps: uniform timesteps on the generator's network (the paper uses 100).
+        num_steps: uniform timesteps on the prior's network (the paper uses 100).
         report_every: progress bar / callback interval in steps.
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
@@ -59,35 +62,22 @@ class DiffPIR(Solver):
         report_every: int = 10,
         **common: Any,
     ) -> None:
-        super().__init__(**common)
+        super().__init__(num_steps=num_steps, report_every=report_every, **common)
         check_positive("lam", lam)
         check_positive("zeta", zeta, allow_zero=True)
         if zeta > 1:
             raise ValueError(f"zeta must be in [0, 1], got {zeta!r}.")
         check_positive("sigma_n", sigma_n)
-        check_positive("num_steps", num_steps, integer=True)
-        check_positive("report_every", report_every, integer=True)
         self.lam, self.zeta, self.sigma_n = float(lam), float(zeta), float(sigma_n)
-        self.num_steps, self.report_every = num_steps, report_every
 
-    def _progress_total(self) -> int | None:
-        return self.num_steps // self.report_every
-
-    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
-        gen = generator.with_uniform_steps(self.num_steps)
-        x = z0
-        state.x = z0.clamp(-1.0, 1.0)
-        for i, (a_t, a_prev) in enumerate(gen.step_coefficients):
-            with torch.no_grad():
-                x0, _ = gen.denoise(x, i)
-                rho = self.lam * self.sigma_n**2 * a_t / (1.0 - a_t)
-                x0_hat = operator.proximal(x0, y, rho)
-                eps = (x - math.sqrt(a_t) * x0_hat) / math.sqrt(1.0 - a_t)
-                if self.zeta > 0:
-                    eps = math.sqrt(1.0 - self.zeta) * eps + math.sqrt(self.zeta) * draw_noise(rngs, x.shape[1:], x)
-                x = math.sqrt(a_prev) * x0_hat + math.sqrt(1.0 - a_prev) * eps
-            state.count(forward=1, nfe=1)
-            state.record(x0_hat, {"data_fit": per_sample_mean_square(operator(x0_hat) - y)},
-                         report=(i + 1) % self.report_every == 0)
-        final = x.clamp(-1.0, 1.0)
-        state.record(final, {"data_fit": per_sample_mean_square(operator(final) - y)})
+    def _step(self, prior: Prior, i: int, z: Tensor, y: Tensor, operator: Operator, rngs: Rngs,
+              context: Any) -> tuple[Tensor, Tensor, None]:
+        a_t, a_prev = prior.step_coefficients[i]
+        with torch.no_grad():
+            x0, _ = prior.denoise(z, i)
+            rho = self.lam * self.sigma_n**2 * a_t / (1.0 - a_t)
+            x0_hat = operator.proximal(x0, y, rho)
+            eps = (z - math.sqrt(a_t) * x0_hat) / math.sqrt(1.0 - a_t)
+            if self.zeta > 0:
+                eps = math.sqrt(1.0 - self.zeta) * eps + math.sqrt(self.zeta) * draw_noise(rngs, z.shape[1:], z)
+            return math.sqrt(a_prev) * x0_hat + math.sqrt(1.0 - a_prev) * eps, x0_hat, None

@@ -42,7 +42,7 @@ class DMILOProblem:
 
     Attributes:
         y: the measurement ``(B, ...)``; operator: ``A`` (rebuilt from ``logits`` in blind mode);
-        generator: the prior ``G`` (``step``, ``num_steps``); state: the run's :class:`RunState`;
+        prior: the prior ``G`` (``step``, ``num_steps``); state: the run's :class:`RunState`;
         latents: ``z_0 .. z_L`` ``(B, C, H, W)`` (L layers, N by default); deviations: ``nu_0 .. nu_{L-1}``;
         logits: the blur kernel logits ``(B, k * k)`` (blind mode), else None;
         X, X_prime: DMILO-PGD's iterate and its gradient-stepped version (None for DMILO);
@@ -52,7 +52,7 @@ class DMILOProblem:
 
     y: torch.Tensor
     operator: Callable[[torch.Tensor], torch.Tensor] | None
-    generator: Any
+    prior: Any
     state: RunState
     latents: list[torch.Tensor] = field(default_factory=list)
     deviations: list[torch.Tensor] = field(default_factory=list)
@@ -169,7 +169,7 @@ class DMILO(Solver):
     def blind(self) -> bool:
         return self.blind_kernel_size is not None
 
-    def _progress_total(self) -> int | None:
+    def _progress_total(self, prior: Prior) -> int | None:
         return self.num_outer
 
     def _check_operator(self, operator: Any) -> None:
@@ -197,7 +197,7 @@ class DMILO(Solver):
         ``0 .. num_steps - 1`` (one step each when ``num_layers`` is None).
 
         Raises:
-            ValueError: ``num_layers`` is larger than the generator's number of steps.
+            ValueError: ``num_layers`` is larger than the prior's number of steps.
         """
         layers = num_steps if self.num_layers is None else self.num_layers
         if layers > num_steps:
@@ -211,10 +211,10 @@ class DMILO(Solver):
         return blocks
 
     @staticmethod
-    def apply_layer(generator: Any, z: torch.Tensor, block: range) -> torch.Tensor:
+    def apply_layer(prior: Any, z: torch.Tensor, block: range) -> torch.Tensor:
         """``g_j(z)``: the DDIM steps of ``block`` applied in order ``(B, C, H, W) -> (B, C, H, W)``."""
         for i in block:
-            z = generator.step(z, i)
+            z = prior.step(z, i)
         return z
 
     # -- hooks DMILO-PGD overrides -------------------------------------------------------------
@@ -229,10 +229,10 @@ class DMILO(Solver):
         """After the regeneration; ``x = clip(z_N)``."""
 
     # -- the algorithm -------------------------------------------------------------------------
-    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
-        n = generator.num_steps
+    def _run(self, state: RunState, y: Tensor, operator: Operator, prior: Prior, z0: Tensor, rngs: Rngs) -> None:
+        n = prior.num_steps
         blocks = self.layer_blocks(n)
-        ctx = DMILOProblem(y=y, operator=operator, generator=generator, state=state, blocks=blocks)
+        ctx = DMILOProblem(y=y, operator=operator, prior=prior, state=state, blocks=blocks)
         if self.blind:
             k = self.blind_kernel_size
             ctx.logits = draw_noise(rngs, (k * k,), z0)
@@ -243,7 +243,7 @@ class DMILO(Solver):
         latents = [z0]
         with torch.no_grad():
             for j, block in enumerate(blocks):
-                latents.append(self.apply_layer(generator, latents[j], block))
+                latents.append(self.apply_layer(prior, latents[j], block))
         state.count(forward=n, nfe=n)
         deviations = [torch.zeros_like(z0) for _ in blocks]
         ctx.latents, ctx.deviations = latents, deviations
@@ -257,7 +257,7 @@ class DMILO(Solver):
             self._sweep(ctx, target)
             with torch.no_grad():  # regeneration pass (overwrites the intermediate targets)
                 for j, block in enumerate(blocks):
-                    latents[j + 1] = self.apply_layer(generator, latents[j], block) + deviations[j]
+                    latents[j + 1] = self.apply_layer(prior, latents[j], block) + deviations[j]
                 state.count(forward=n, nfe=n)
                 x = latents[-1].clamp(-1.0, 1.0)
                 fit = per_sample_mean_square(ctx.operator(x) - y)
@@ -277,7 +277,7 @@ class DMILO(Solver):
 
     def _sweep(self, ctx: DMILOProblem, target: torch.Tensor) -> None:
         """Backward layer sweep j = L-1 .. 0 (section 4, step 2), in place on ctx's state."""
-        generator, state = ctx.generator, ctx.state
+        prior, state = ctx.prior, ctx.state
         latents, deviations = ctx.latents, ctx.deviations
         n = len(deviations)
         for i in reversed(range(n)):
@@ -297,7 +297,7 @@ class DMILO(Solver):
             inner = self.num_inner if last or self.num_inner_intermediate is None else self.num_inner_intermediate
             for _ in range(inner):
                 optimizer.zero_grad(set_to_none=True)
-                out = self.apply_layer(generator, z, block) + nu
+                out = self.apply_layer(prior, z, block) + nu
                 if last:
                     out = (self._make_operator(w) if w is not None else ctx.operator)(out)
                 fit = per_sample_mean_square(out - layer_target)

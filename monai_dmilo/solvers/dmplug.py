@@ -62,24 +62,24 @@ class DMPlug(Solver):
         self.report_every = report_every
         self.check_every = check_every
 
-    def _progress_total(self) -> int | None:
+    def _progress_total(self, prior: Prior) -> int | None:
         return self.num_iters + 1
 
-    def _generate(self, generator: Any, z: torch.Tensor) -> torch.Tensor:
-        for i in range(generator.num_steps):
+    def _generate(self, prior: Any, z: torch.Tensor) -> torch.Tensor:
+        for i in range(prior.num_steps):
             if self.checkpointing:
-                z = checkpoint(generator.step, z, i, use_reentrant=False)
+                z = checkpoint(prior.step, z, i, use_reentrant=False)
             else:
-                z = generator.step(z, i)
+                z = prior.step(z, i)
         return z
 
-    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
-        n = generator.num_steps
+    def _run(self, state: RunState, y: Tensor, operator: Operator, prior: Prior, z0: Tensor, rngs: Rngs) -> None:
+        n = prior.num_steps
         z = z0.detach().clone().requires_grad_(True)
         optimizer = torch.optim.Adam([z], lr=self.lr)
         for it in range(self.num_iters):
             optimizer.zero_grad(set_to_none=True)
-            x = self._generate(generator, z).clamp(-1.0, 1.0)
+            x = self._generate(prior, z).clamp(-1.0, 1.0)
             fit = per_sample_mean_square(operator(x) - y)
             fit.sum().backward()
             optimizer.step()
@@ -89,7 +89,7 @@ class DMPlug(Solver):
                 break
         state.extras["iterations_run"] = state.num_records
         with torch.no_grad():  # the estimate x* = clip(G(z*))
-            x = self._generate(generator, z.detach()).clamp(-1.0, 1.0)
+            x = self._generate(prior, z.detach()).clamp(-1.0, 1.0)
             fit = per_sample_mean_square(operator(x) - y)
         state.count(forward=n, nfe=n)
         state.extras["z"] = z.detach()

@@ -1,13 +1,13 @@
 """DPS (Chung et al., ICLR 2023, "Diffusion Posterior Sampling"), for comparison.
 
-Sampling over the generator's timesteps (or ``num_steps`` uniform ones) with the DDIM update of
+Sampling over the prior's timesteps (or ``num_steps`` uniform ones) with the DDIM update of
 stochasticity ``eta`` (``eta = 1``: DDPM-like ancestral sampling, as in DPS; ``eta = 0``:
 deterministic DDIM), followed at every step by the measurement-guidance correction
 
     z_{t_prev} <- z_{t_prev} - zeta * grad_{z_t} || y - A(x0_hat(z_t)) ||_2
 
 (the norm, not its square, per sample, as in the DPS reference code, where ``zeta`` is its
-``scale``). ``x0_hat`` is the generator's (clipped) clean prediction. Settings: DPS uses 1,000
+``scale``). ``x0_hat`` is the prior's (clipped) clean prediction. Settings: DPS uses 1,000
 ancestral steps and ``zeta`` = 1.0 (super-resolution, inpainting, Gaussian blur on FFHQ); ``zeta``
 needs tuning per task and prior. The fresh noise of each step is drawn per sample on CPU from the
 sample's seed stream (after ``z_0``), so batched and single solves agree; on CUDA it is copied
@@ -15,6 +15,8 @@ from pinned memory without blocking, so the host does not wait for the GPU at ev
 
 Each step is one network forward + backward (one NFE). History: one record per step (the
 prediction ``x0_hat`` and its data fit) plus the final ``clip(z_0)``.
+
+The maths: docs/algorithms.md, section 11.
 """
 from __future__ import annotations
 
@@ -23,27 +25,30 @@ from typing import Any
 
 import torch
 
-from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
-from .numerics import ddim_sigma, draw_noise, per_sample_mean_square, per_sample_norm
+from .base import Operator, Prior, Rngs, Tensor, register
+from .numerics import ddim_sigma, draw_noise, per_sample_norm
+from .stepwise import SamplingSolver
 from monai_dmilo.checks import check_positive
 
 __all__ = ["DPS"]
 
 
 @register("dps")
-class DPS(Solver):
+class DPS(SamplingSolver):
     """Diffusion posterior sampling (see module docstring).
 
     Args:
         zeta: guidance step size (DPS ``scale``).
         eta: DDIM stochasticity (1: ancestral, 0: deterministic).
-        num_steps: sample over this many uniform timesteps on the generator's network instead of
-            the generator's own (DPS needs many more than DMILO's 3; at most T - 1 = 999).
+        num_steps: sample over this many uniform timesteps on the prior's network instead of
+            the prior's own (DPS needs many more than DMILO's 3; at most T - 1 = 999).
         report_every: progress bar / callback interval in steps (reporting may sync).
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
     """
 
     tuning_knob = "zeta"
+
+    backward_passes = 1
 
     def __init__(
         self,
@@ -54,38 +59,26 @@ class DPS(Solver):
         report_every: int = 50,
         **common: Any,
     ) -> None:
-        super().__init__(**common)
-        check_positive("report_every", report_every, integer=True)
+        super().__init__(num_steps=num_steps, report_every=report_every, **common)
         check_positive("zeta", zeta, allow_zero=True)
         check_positive("eta", eta, allow_zero=True)
-        if num_steps is not None:
-            check_positive("num_steps", num_steps, integer=True)
         self.zeta = float(zeta)
         self.eta = float(eta)
-        self.num_steps = num_steps
-        self.report_every = report_every
 
-    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
-        gen = generator if self.num_steps is None else generator.with_uniform_steps(self.num_steps)
-        z = z0
-        state.x = z0.clamp(-1.0, 1.0)
-        for i, (a_t, a_prev) in enumerate(gen.step_coefficients):
-            sigma = ddim_sigma(self.eta, a_t, a_prev)
-            z = z.detach().requires_grad_(True)
-            x0, eps = gen.denoise(z, i)
-            residual_norm = per_sample_norm(y - operator(x0))
-            (grad,) = torch.autograd.grad(residual_norm.sum(), z)
-            with torch.no_grad():
-                z_prev = math.sqrt(a_prev) * x0 + math.sqrt(max(1.0 - a_prev - sigma**2, 0.0)) * eps
-                if sigma > 0:
-                    z_prev = z_prev + sigma * draw_noise(rngs, z.shape[1:], z)
-                z = z_prev - self.zeta * grad
-                fit = residual_norm.detach().square() / _num_elements(y)
-            state.count(forward=1, backward=1, nfe=1)
-            state.record(x0.detach(), {"data_fit": fit}, report=(i + 1) % self.report_every == 0)
+    def _step(self, prior: Prior, i: int, z: Tensor, y: Tensor, operator: Operator, rngs: Rngs,
+              context: Any) -> tuple[Tensor, Tensor, Tensor]:
+        a_t, a_prev = prior.step_coefficients[i]
+        sigma = ddim_sigma(self.eta, a_t, a_prev)
+        z = z.detach().requires_grad_(True)
+        x0, eps = prior.denoise(z, i)
+        residual_norm = per_sample_norm(y - operator(x0))
+        (grad,) = torch.autograd.grad(residual_norm.sum(), z)
         with torch.no_grad():
-            x = z.clamp(-1.0, 1.0)
-            state.record(x, {"data_fit": per_sample_mean_square(operator(x) - y)})
+            z_prev = math.sqrt(a_prev) * x0 + math.sqrt(max(1.0 - a_prev - sigma**2, 0.0)) * eps
+            if sigma > 0:
+                z_prev = z_prev + sigma * draw_noise(rngs, z.shape[1:], z)
+            fit = residual_norm.detach().square() / _num_elements(y)
+            return z_prev - self.zeta * grad, x0.detach(), fit
 
 
 def _num_elements(y: torch.Tensor) -> int:

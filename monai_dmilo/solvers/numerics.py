@@ -1,4 +1,7 @@
-"""Per-sample reductions, per-sample noise and the DDIM noise scale, shared by every solver."""
+"""Per-sample reductions, per-sample noise and the DDIM noise scale, shared by every solver.
+
+The maths: docs/algorithms.md, section 2.
+"""
 from __future__ import annotations
 
 import math

@@ -34,20 +34,24 @@ def load_solver_preset(name_or_path: str | Path) -> dict[str, Any]:
     params = data.get("params") or {}
     if not isinstance(params, dict):
         raise ValueError(f"'params' of solver preset {path} must be a mapping, got {params!r}.")
-    return {"solver": data["solver"], "params": dict(params)}
+    from monai_dmilo.solvers import check_solver_name, current_solver_name
+
+    check_solver_name(data["solver"])
+    return {"solver": current_solver_name(data["solver"]), "params": dict(params)}
 
 
 def task_solver_preset(solver_task: str, solver: str) -> str:
     """The preset a task runs ``solver`` with: ``<solver_task>_<solver>`` (tuned for that family of
-    tasks) when shipped, else the solver's generic preset ``<solver>`` (e.g. ``dps``, ``adjoint``).
+    tasks) when shipped, else the solver's generic preset ``<solver>`` (e.g. ``dps``, ``pseudo_inverse``).
 
     Raises:
         ValueError: an unregistered solver, or neither preset exists (both names and the available
             presets are listed).
     """
-    from monai_dmilo.solvers import check_solver_name
+    from monai_dmilo.solvers import check_solver_name, current_solver_name
 
     check_solver_name(solver)
+    solver = current_solver_name(solver)
     available = available_presets()
     for name in (f"{solver_task}_{solver}", solver):
         if name in available:

@@ -16,6 +16,8 @@ through ``A`` only).
 
 One network forward per step (NFE = ``num_steps``, ``nfe_backward`` = 0). Noise per sample from
 the sample's seed stream. History: ``data_fit`` every ``report_every`` steps and at the end.
+
+The maths: docs/algorithms.md, section 11.
 """
 from __future__ import annotations
 
@@ -24,15 +26,16 @@ from typing import Any
 
 import torch
 
-from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
+from .base import Operator, Prior, Rngs, RunState, Tensor, register
 from .numerics import draw_noise, per_sample_mean_square
+from .stepwise import StepwiseSolver
 from monai_dmilo.checks import check_positive
 
 __all__ = ["REDDiff"]
 
 
 @register("reddiff")
-class REDDiff(Solver):
+class REDDiff(StepwiseSolver):
     """RED-diff (see module docstring).
 
     Args:
@@ -54,18 +57,13 @@ class REDDiff(Solver):
         report_every: int = 50,
         **common: Any,
     ) -> None:
-        super().__init__(**common)
+        super().__init__(num_steps=num_steps, report_every=report_every, **common)
         check_positive("lam", lam, allow_zero=True)
         check_positive("lr", lr)
-        check_positive("num_steps", num_steps, integer=True)
-        check_positive("report_every", report_every, integer=True)
-        self.lam, self.lr, self.num_steps, self.report_every = float(lam), float(lr), num_steps, report_every
+        self.lam, self.lr = float(lam), float(lr)
 
-    def _progress_total(self) -> int | None:
-        return -(-self.num_steps // self.report_every)
-
-    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
-        gen = generator.with_uniform_steps(self.num_steps)
+    def _run(self, state: RunState, y: Tensor, operator: Operator, prior: Prior, z0: Tensor, rngs: Rngs) -> None:
+        gen = prior.with_uniform_steps(self.num_steps)
         with torch.no_grad():
             if callable(getattr(operator, "pseudo_inverse", None)):
                 start = operator.pseudo_inverse(y).to(z0.dtype).clamp(-1.0, 1.0)
@@ -88,6 +86,7 @@ class REDDiff(Solver):
             state.count(forward=1, nfe=1)
             with torch.no_grad():
                 mu.clamp_(-1.0, 1.0)
-                if (i + 1) % self.report_every == 0 or i + 1 == self.num_steps:
+                if (i + 1) % self.report_every == 0 or i + 1 == self.num_steps:  # records at the reports only
                     current = mu.detach().clone()
-                    state.record(current, {"data_fit": per_sample_mean_square(operator(current) - y)})
+                    self._record_step(state, i, self.num_steps, current,
+                                      per_sample_mean_square(operator(current) - y))

@@ -9,8 +9,10 @@ range, the same start for every operator) for ``num_iters`` iterations, with ``x
 norm of a complex residual counts its real and imaginary parts).
 
 The batch loss is the sum of the per-sample objectives and Adam is element-wise, so a batch
-solves ``B`` independent problems. No network is evaluated (NFE 0); ``generator`` only gives
+solves ``B`` independent problems. No network is evaluated (NFE 0); ``prior`` only gives
 the image shape. History: ``data_fit`` every ``report_every`` iterations and at the end.
+
+The maths: docs/algorithms.md, section 11.
 """
 from __future__ import annotations
 
@@ -21,15 +23,9 @@ import torch
 from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
 from .numerics import per_sample_mean_square, per_sample_sum_square
 from monai_dmilo.checks import check_positive
+from monai_dmilo.metrics import total_variation
 
-__all__ = ["TV", "total_variation"]
-
-
-def total_variation(x: torch.Tensor, delta: float) -> torch.Tensor:
-    """Smoothed isotropic TV ``(B,)`` of ``(B, C, H, W)`` images: sum of ``sqrt(dx^2 + dy^2 + delta^2)``."""
-    dx = torch.nn.functional.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1, 0, 0))
-    dy = torch.nn.functional.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
-    return (dx.square() + dy.square() + delta**2).sqrt().flatten(1).sum(1)
+__all__ = ["TV"]
 
 
 @register("tv")
@@ -67,10 +63,10 @@ class TV(Solver):
         self.lam, self.num_iters, self.lr, self.delta = float(lam), int(num_iters), float(lr), float(delta)
         self.report_every = report_every
 
-    def _progress_total(self) -> int | None:
+    def _progress_total(self, prior: Prior) -> int | None:
         return -(-self.num_iters // self.report_every)
 
-    def _run(self, state: RunState, y: Tensor, operator: Operator, generator: Prior, z0: Tensor, rngs: Rngs) -> None:
+    def _run(self, state: RunState, y: Tensor, operator: Operator, prior: Prior, z0: Tensor, rngs: Rngs) -> None:
         x = torch.zeros_like(z0, requires_grad=True)
         state.x = x.detach().clone()
         optimizer = torch.optim.Adam([x], lr=self.lr)

@@ -14,12 +14,12 @@ The pieces are MONAI's own: a ``DiffusionModelUNet`` (epsilon prediction), a ``D
 :func:`create_prior_trainer` wires them; :func:`train_prior` also runs it. The bundle's
 ``train.yaml`` builds the same objects through ``_target_``.
 
-Modules: :mod:`.factory` (network, schedule), :mod:`.data` (dataset, transforms),
+Modules: :mod:`.factory` (network, schedule), :mod:`.data` (augmentation),
 :mod:`.recipe` (learning-rate schedule, loss weighting), :mod:`.handlers`, :mod:`.trainer`.
 """
 from __future__ import annotations
 
-from .data import ArrayImageDataset, RandScaleFromFloord
+from .data import RandScaleFromFloord
 from .factory import build_ddpm_scheduler, build_diffusion_unet
 from .handlers import LossCSVLogger, SampleGridSaver, StateDictExporter, sample_images, save_image_grid
 from .trainer import create_prior_trainer, train_prior
@@ -27,7 +27,6 @@ from .trainer import create_prior_trainer, train_prior
 __all__ = [
     "build_diffusion_unet",
     "build_ddpm_scheduler",
-    "ArrayImageDataset",
     "RandScaleFromFloord",
     "LossCSVLogger",
     "StateDictExporter",

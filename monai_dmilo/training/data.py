@@ -1,52 +1,12 @@
-"""Training images: an in-memory dataset and the random intensity scaling of brain slices."""
+"""Training-time augmentation: the random intensity scaling of brain slices about their background."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 from monai.transforms import MapTransform, RandomizableTransform
 
-__all__ = ["ArrayImageDataset", "RandScaleFromFloord"]
-
-
-class ArrayImageDataset(torch.utils.data.Dataset):
-    """In-memory images as ``{"image": (C, H, W) float tensor}`` items, with optional MONAI transforms.
-
-    Args:
-        images: array/tensor ``(N, H, W)`` or ``(N, C, H, W)``.
-        scale: ``(lo, hi)`` of the stored intensities, mapped linearly to [-1, 1] after ``transform``.
-        transform: a MONAI dictionary transform applied to ``{"image": (C, H, W) in [lo, hi]}``.
-    """
-
-    def __init__(
-        self,
-        images: np.ndarray | torch.Tensor,
-        *,
-        scale: Sequence[float] = (0.0, 1.0),
-        transform: Any = None,
-    ) -> None:
-        data = torch.as_tensor(np.asarray(images))
-        if data.ndim == 3:
-            data = data[:, None]
-        if data.ndim != 4:
-            raise ValueError(f"images must have shape (N, H, W) or (N, C, H, W), got {tuple(data.shape)}.")
-        lo, hi = (float(s) for s in scale)
-        if not hi > lo:
-            raise ValueError(f"scale must be (lo, hi) with hi > lo, got {tuple(scale)}.")
-        self.data, self.lo, self.hi, self.transform = data, lo, hi, transform
-
-    def __len__(self) -> int:
-        return self.data.shape[0]
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image = self.data[index].float()
-        if self.transform is not None:
-            image = torch.as_tensor(self.transform({"image": image})["image"]).float()
-            if hasattr(image, "as_tensor"):
-                image = image.as_tensor()
-        image = (image.clamp(self.lo, self.hi) - self.lo) / (self.hi - self.lo) * 2.0 - 1.0
-        return {"image": image}
+__all__ = ["RandScaleFromFloord"]
 
 
 class RandScaleFromFloord(MapTransform, RandomizableTransform):

@@ -47,6 +47,7 @@ def create_prior_trainer(
     overwrite: bool = False,
     export_name: str = "model.pt",
     network_params: dict[str, Any] | None = None,
+    intensity_window: Sequence[float] | None = None,
     sample_grid: bool = True,
     num_grid_samples: int = 64,
     grid_steps: int = 50,
@@ -95,6 +96,9 @@ def create_prior_trainer(
         overwrite: replace a previous run's files in ``output_dir``. Without it (and without
             ``resume_from``) an ``output_dir`` holding a run is refused, so nothing is lost.
         export_name: file name of the exported plain state_dict.
+        intensity_window: the fixed ``(lo, hi)`` window the data loader mapped to [-1, 1] (None:
+            min-max per image); recorded in the exported model config so that the workflows
+            window their inputs the same way.
         network_params: the network's constructor arguments; when given, a model config YAML
             (``configs/models`` format) is written next to the exported state_dict.
         sample_grid, num_grid_samples, grid_steps: the final sample grid.
@@ -206,12 +210,16 @@ def create_prior_trainer(
     model_config = None
     if network_params is not None:
         model_config = {
-            "params": _plain(network_params),
+            "params": _yaml_value(network_params),
             "image_shape": [int(v) for v in image_shape],
             "schedule": {"num_train_timesteps": int(num_train_timesteps), "beta_start": float(beta_start),
                          "beta_end": float(beta_end)},
             "intensity": "images scaled to [-1, 1]",
         }
+        if intensity_window is not None:
+            lo, hi = (float(v) for v in intensity_window)
+            model_config["intensity_window"] = [lo, hi]
+            model_config["intensity"] = f"stored intensities [{lo:g}, {hi:g}] mapped to [-1, 1], outside clipped"
         if parameterization != "eps":
             model_config["parameterization"] = parameterization
     StateDictExporter(
@@ -251,12 +259,12 @@ def _ema_warmup(engine: Any, ema_decay: float) -> None:
     engine.state.ema_momentum = 1.0 - min(ema_decay, (1.0 + it) / (10.0 + it))
 
 
-def _plain(value: Any) -> Any:
+def _yaml_value(value: Any) -> Any:
     """Config values as plain YAML types (tuples -> lists, resolved bundle objects -> builtins)."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _yaml_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_yaml_value(v) for v in value]
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
     raise TypeError(f"network_params values must be plain numbers, strings or lists, got {value!r}.")

@@ -1,6 +1,6 @@
 """Simulated measurements ``y = noise(A(x))`` as MONAI transforms.
 
-Operator parameters live in the data dictionary WITHOUT a batch dimension (as the generator
+Operator parameters live in the data dictionary WITHOUT a batch dimension (as the parameter
 transforms write them): mask ``(1|C, H, W)``, kernel ``(k, k)``, coil maps ``(coils, H, W)``,
 angles ``(A,)``. The transform adds the batch dimension of one before building the operator, and
 MONAI's collate later stacks them into the batched shapes the operators take (``(B, 1, H, W)``,
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 
-def _plain(value: Any) -> Any:
+def _as_torch(value: Any) -> Any:
     if isinstance(value, MetaTensor):
         return value.as_tensor()
     if isinstance(value, np.ndarray):
@@ -46,7 +46,7 @@ def _plain(value: Any) -> Any:
 
 
 def _batched(value: Any) -> Any:
-    value = _plain(value)
+    value = _as_torch(value)
     return value.unsqueeze(0) if isinstance(value, torch.Tensor) else value
 
 
@@ -105,7 +105,7 @@ class SimulateMeasurement(Randomizable, Transform):
         Returns:
             ``y`` without batch dimension (complex for ``mri``).
         """
-        x = _plain(img)
+        x = _as_torch(img)
         if not isinstance(x, torch.Tensor) or x.ndim != 3:
             raise ValueError(
                 f"img must be a channel-first 2D image (C, H, W), got shape {tuple(getattr(x, 'shape', ()))}."
@@ -169,7 +169,7 @@ class SimulateMeasurementd(SeededItemTransform):
             if data_key in d:
                 params[name] = d[data_key]
             elif isinstance(self.simulator.operator_params.get(name), (torch.Tensor, np.ndarray, list, tuple)):
-                d[data_key] = torch.as_tensor(_plain(self.simulator.operator_params[name]))
+                d[data_key] = torch.as_tensor(_as_torch(self.simulator.operator_params[name]))
         seed = sample_seed(self.R, d, self.seed_key, "noise")
         d[self.measurement_key] = self.simulator(d[key], seed=seed, **params)
         return d

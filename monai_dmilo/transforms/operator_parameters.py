@@ -160,7 +160,7 @@ class RandKspaceMask(_SeededArray):
 
 
 class _SeededDict(SeededItemTransform):
-    """Runs an array generator on ``data[keys[0]]`` and writes the result to ``data[output_key]``."""
+    """Runs a seeded array transform on ``data[keys[0]]`` and writes the result to ``data[output_key]``."""
 
     salt = "parameter"
 
@@ -169,12 +169,12 @@ class _SeededDict(SeededItemTransform):
         keys: KeysCollection,
         output_key: str,
         seed_key: str | None,
-        generator: _SeededArray,
+        array_transform: _SeededArray,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, seed_key, allow_missing_keys)
         self.output_key = output_key
-        self.generator = self.inner = generator
+        self.array_transform = self.inner = array_transform
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
@@ -182,7 +182,7 @@ class _SeededDict(SeededItemTransform):
         if key is None:
             return d
         seed = sample_seed(self.R, d, self.seed_key, self.salt)
-        d[self.output_key] = self.generator(d[key], seed=seed)
+        d[self.output_key] = self.array_transform(d[key], seed=seed)
         return d
 
 

@@ -18,8 +18,6 @@ __all__ = ["measurement_provenance", "read_provenance", "inference_task", "infer
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_CONFIG = "configs/models/fashion_mnist_32.yaml"
-
 
 def measurement_provenance(task: Mapping[str, Any], model_config: str | Path, checkpoint: str | Path | None,
                            image_shape: Sequence[int]) -> dict[str, Any]:
@@ -93,8 +91,9 @@ def _task_from_record(recorded: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def inference_prior(model_config: str | None, checkpoint: str | None,
-                    provenance: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``{"model_config", "checkpoint"}`` for inference: the given ones, else the recorded prior, else the default."""
+                    provenance: Mapping[str, Any] | None, task: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``{"model_config", "checkpoint"}`` for inference: the given ones, else the recorded prior, else
+    the task's default prior (:func:`~monai_dmilo.workflow.tasks.task_model_config`)."""
     recorded = (provenance or {}).get("prior") or {}
     if model_config is None:
         if recorded.get("model_config") and Path(recorded["model_config"]).is_file():
@@ -102,7 +101,9 @@ def inference_prior(model_config: str | None, checkpoint: str | None,
             checkpoint = checkpoint if checkpoint is not None else recorded.get("checkpoint")
             logger.info("prior %s from the measurements' provenance", model_config)
         else:
-            model_config = DEFAULT_MODEL_CONFIG
+            from monai_dmilo.workflow.tasks import task_model_config
+
+            model_config = task_model_config(task or {}, checkpoint=checkpoint)
             logger.info("no prior recorded with the measurements: using the default %s", model_config)
     elif recorded.get("model_config") and Path(str(model_config)).resolve() != Path(recorded["model_config"]):
         logger.info("reconstructing with prior %s; the measurements were simulated with %s",

@@ -9,12 +9,15 @@ from typing import Any
 from monai_dmilo.operators import required_batch_keys
 from monai_dmilo.workflow.presets import CONFIG_ROOT, find_preset, preset_names, read_yaml_mapping
 
-__all__ = ["TASK_DIR", "available_tasks", "load_task", "simulation_transform"]
+__all__ = ["TASK_DIR", "DEFAULT_PRIOR", "available_tasks", "load_task", "task_model_config", "simulation_transform"]
 
 logger = logging.getLogger(__name__)
 
 TASK_DIR = CONFIG_ROOT / "tasks"
-_TASK_KEYS = {"name", "description", "operator", "operator_params", "simulation", "noise_sigma", "param_keys", "solver_task"}
+_TASK_KEYS = {"name", "description", "operator", "operator_params", "simulation", "noise_sigma", "param_keys",
+              "solver_task", "prior"}
+# the prior of a task preset that names none (configs/models/<name>.yaml)
+DEFAULT_PRIOR = "fashion_mnist_32"
 
 
 def available_tasks() -> list[str]:
@@ -28,7 +31,8 @@ def load_task(name_or_path: str | Path) -> dict[str, Any]:
     A preset holds ``operator`` (registry name), ``operator_params`` (fixed parameters),
     ``simulation`` (how evaluation draws per-image parameters such as masks and kernels),
     ``noise_sigma`` and ``solver_task`` (the ``configs/solvers/<solver_task>_<solver>.yaml``
-    family). The returned record adds ``param_keys``: the per-image parameters every item must
+    family), and optionally ``prior``: the model config the workflows use for this task when none is
+    given (a name in ``configs/models`` or a path). The returned record adds ``param_keys``: the per-image parameters every item must
     provide, which the operator class declares (:func:`monai_dmilo.operators.required_batch_keys`);
     a ``param_keys`` entry in the file is ignored.
 
@@ -54,10 +58,27 @@ def load_task(name_or_path: str | Path) -> dict[str, Any]:
         "noise_sigma": float(data.get("noise_sigma", 0.0)),
         "param_keys": list(required_batch_keys(data["operator"])),
         "solver_task": data.get("solver_task", path.stem),
+        "prior": data.get("prior"),
     }
+    if task["prior"] is not None and not isinstance(task["prior"], str):
+        raise ValueError(f"task preset {path}: prior must be a model config name or path, got {task['prior']!r}.")
     if task["noise_sigma"] < 0:
         raise ValueError(f"task preset {path}: noise_sigma must be >= 0, got {task['noise_sigma']}.")
     return task
+
+
+def task_model_config(task: dict[str, Any], checkpoint: str | Path | None = None) -> str:
+    """The model config a run uses when none is given: the one ``train.yaml`` wrote next to
+    ``checkpoint`` (``<stem>.yaml``), else the task's ``prior`` (a name in ``configs/models`` or a
+    path), else :data:`DEFAULT_PRIOR`; a shipped name is returned as its path."""
+    if checkpoint:
+        beside = Path(checkpoint).with_suffix(".yaml")
+        if beside.is_file():
+            logger.info("model config %s: the one next to the checkpoint", beside)
+            return str(beside)
+    name = task.get("prior") or DEFAULT_PRIOR
+    shipped = CONFIG_ROOT / "models" / f"{name}.yaml"
+    return str(shipped) if shipped.is_file() else name
 
 
 def simulation_transform(

@@ -1,0 +1,228 @@
+"""The report: per-task tables, the overview and verdict, README's tables, the plot and panels."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import markdown_table, paired, save_plot
+
+from . import __doc__ as PROTOCOL  # the protocol paragraph of the report
+from .rule import TaskBench, mean_psnr
+from .settings import CHEAP_NFE, GRIDS, OUT_DIR, PANEL_IMAGES, README_MARKERS, REPORT, SOLVERS, TASKS
+
+
+def _settings(solver: str, params: dict, base: dict) -> str:
+    knob = GRIDS[solver.split(" ")[0]][0]
+    if knob is None:
+        return "-"
+    text = f"{knob} {params[knob]:g}" + (" (preset)" if params[knob] == base.get(knob) else "")
+    if "num_inner" in params and params["num_inner"] != base.get("num_inner"):
+        text += f", num_inner {params['num_inner']}"
+    return text
+
+
+def _mean_std(values: list[float] | None) -> str:
+    return "-" if values is None else f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+
+
+def task_section(bench: TaskBench) -> tuple[str, dict[str, dict]]:
+    rows = bench.test_rows(run=False)
+    task = bench.task
+    head = (f"### {bench.name} (`{bench.config['name']}`): {task['description']}\n\n")
+    if not rows:
+        return head + "Not run yet.\n", rows
+    reference = rows.get("dmilo_pgd")
+    with_lpips = any("lpips" in r for r in rows.values())
+    table = []
+    for label, r in sorted(rows.items(), key=lambda kv: -np.mean(kv[1]["psnr"])):
+        p = np.array(r["psnr"])
+        if reference is not None and label != "dmilo_pgd":
+            diff = torch.tensor(p - np.array(reference["psnr"]))
+            vs = paired(diff)
+            wl = f"{int((diff > 0).sum())}/{int((diff < 0).sum())}"
+        else:
+            vs, wl = "-", "-"
+        table.append([label, _settings(label, r["params"], bench.base(label.split(" ")[0])),
+                      f"{p.mean():.2f} ± {p.std(ddof=1):.2f}", _mean_std(r["ssim"])]
+                     + ([_mean_std(r.get("lpips"))] if with_lpips else [])
+                     + [vs, wl, str(r["nfe"]), f"{r['seconds'] / len(p):.2f}"])
+    text = head + markdown_table(["solver", "setting (chosen on validation)", "PSNR dB", "SSIM"]
+                                 + (["LPIPS"] if with_lpips else [])
+                                 + ["PSNR - DMILO-PGD (± s.e.)", "wins/losses vs PGD", "NFE / image",
+                                    "s / image"], table)
+    val = []
+    for solver in SOLVERS:
+        for params, r in bench.validation(solver, run=False):
+            if r is None:
+                continue
+            if solver == "dmplug":
+                curve = ", ".join(f"{k}: {np.mean(v):.2f}" for k, v in r["trace"].items())
+                val.append([solver, "Adam steps: " + curve])
+            else:
+                val.append([solver, f"{_settings(solver, params, bench.base(solver))}: {np.mean(r['psnr']):.2f}"])
+    caveats = [(solver, bench.caveat(solver)) for solver in SOLVERS if solver in rows]
+    caveats = [f"- {solver}: {text}." for solver, text in caveats if text]
+    if caveats:
+        text += "\n\nSelection caveats (from the validation runs):\n\n" + "\n".join(caveats)
+    names = rows[next(iter(rows))]["images"]
+    text += (f"\n\nTest images: {', '.join(names)}.\n\n<details><summary>validation runs (mean PSNR dB)</summary>\n\n"
+             + markdown_table(["solver", "setting: validation PSNR"], val) + "\n\n</details>\n")
+    return text, rows
+
+
+def overview(all_rows: dict[str, dict[str, dict]]) -> str:
+    """One table: per task, every solver's test PSNR (NFE), the best in bold."""
+    tasks = [t for t in TASKS if all_rows.get(t)]
+    labels = [*SOLVERS, "dmilo + inner discrepancy", "dmilo_pgd + discrepancy", "dmplug + discrepancy"]
+    lines = []
+    for label in labels:
+        cells = []
+        for t in tasks:
+            r = all_rows[t].get(label)
+            if r is None:
+                cells.append("-")
+                continue
+            best = max(np.mean(v["psnr"]) for v in all_rows[t].values())
+            m = np.mean(r["psnr"])
+            cell = f"{m:.2f} ({r['nfe']})"
+            cells.append(f"**{cell}**" if m == best else cell)
+        lines.append([label] + cells)
+    done = {t: all(s in all_rows[t] for s in SOLVERS) for t in tasks}
+    return markdown_table(["solver: test PSNR dB (NFE / image)"] + [t if done[t] else f"{t} (partial)" for t in tasks], lines)
+
+
+def verdict(all_rows: dict[str, dict[str, dict]]) -> str:
+    """One line per task: who wins, the best at most :data:`CHEAP_NFE` NFE, the best without a network,
+    and where DMILO-PGD and DMILO stand (paired difference to the winner, rank among the rows)."""
+    lines = []
+    for t in [t for t in TASKS if all_rows.get(t)]:
+        rows = all_rows[t]
+        ranked = sorted(rows, key=lambda label: -mean_psnr(rows[label]))
+        winner = rows[ranked[0]]
+
+        def cost(label: str) -> str:
+            r = rows[label]
+            return f"{label} {np.mean(r['psnr']):.2f} ({r['nfe']} NFE, {r['seconds'] / len(r['psnr']):.1f} s)"
+
+        def best_where(keep) -> str:
+            return next((cost(label) for label in ranked if keep(rows[label])), "-")
+
+        def standing(label: str) -> str:
+            if label not in rows:
+                return "-"
+            if label == ranked[0]:
+                return f"{np.mean(rows[label]['psnr']):.2f}, wins"
+            diff = torch.tensor(np.array(rows[label]["psnr"]) - np.array(winner["psnr"]))
+            return f"{np.mean(rows[label]['psnr']):.2f}: {paired(diff)}, {ranked.index(label) + 1} of {len(rows)}"
+
+        complete = all(s in rows for s in SOLVERS)
+        lines.append([t if complete else f"{t} (partial)", f"**{cost(ranked[0])}**",
+                      best_where(lambda r: 0 < r["nfe"] <= CHEAP_NFE), best_where(lambda r: r["nfe"] == 0),
+                      standing("dmilo_pgd"), standing("dmilo")])
+    return markdown_table(["task", "winner: test PSNR dB (NFE, s / image)", f"best at <= {CHEAP_NFE} NFE",
+                           "best without a network", "DMILO-PGD: PSNR, - winner (± s.e.), rank",
+                           "DMILO: PSNR, - winner (± s.e.), rank"], lines)
+
+
+def update_readme(all_rows: dict[str, dict[str, dict]], path: Path) -> None:
+    """Replace the text between README's :data:`README_MARKERS` with the verdict and the overview tables."""
+    start, end = README_MARKERS
+    text = path.read_text()
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"{path} must hold {start!r} once, then {end!r} once")
+    head, rest = text.split(start)
+    body = ("Who wins at what cost (test split; seconds per image on one CPU thread):\n\n" + verdict(all_rows)
+            + "\n\nEvery solver (test PSNR dB, NFE per image in brackets; the best per task in bold):\n\n"
+            + overview(all_rows))
+    path.write_text(f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}")
+
+
+def plot(all_rows: dict[str, dict[str, dict]], path: Path) -> None:
+    tasks = [t for t in TASKS if all_rows.get(t)]
+    if not tasks:
+        return
+
+    def draw(axes):
+        for ax, t in zip(axes.flat, tasks):
+            for label, r in all_rows[t].items():
+                ax.scatter(max(r["nfe"], 1), np.mean(r["psnr"]), s=18)
+                ax.annotate(label.replace(" + ", "+"), (max(r["nfe"], 1), np.mean(r["psnr"])),
+                            fontsize=6)
+            ax.set_xscale("log")
+            ax.set_title(t, fontsize=9)
+            ax.set_xlabel("NFE / image (0 plotted at 1)", fontsize=7)
+            ax.set_ylabel("test PSNR dB", fontsize=7)
+        for ax in list(axes.flat)[len(tasks):]:
+            ax.axis("off")
+
+    cols = min(3, len(tasks))
+    save_plot(path, draw, grid=((len(tasks) + cols - 1) // cols, cols), figsize=(4 * cols, 3.2 * ((len(tasks) + cols - 1) // cols)))
+
+
+def panel(bench: TaskBench, rows: dict[str, dict], path: Path) -> None:
+    """Test images (rows): truth, then every solver's output."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    problem = bench.problem("test")
+    truth = problem["truth"][:PANEL_IMAGES, 0]
+    shown = problem["operator"].view(problem["y"], problem["truth"].shape[1:])[:PANEL_IMAGES, 0]  # [0, 1]
+    labels = sorted(rows, key=lambda k: -np.mean(rows[k]["psnr"]))
+    fig, axes = plt.subplots(len(truth), len(labels) + 2, figsize=(1.1 * (len(labels) + 2), 1.2 * len(truth)),
+                             squeeze=False)
+    for i in range(len(truth)):
+        axes[i, 0].imshow(truth[i], cmap="gray", vmin=-1, vmax=1)
+        axes[i, 1].imshow(shown[i], cmap="gray", vmin=0, vmax=1)
+        for j, label in enumerate(labels):
+            image = torch.tensor(rows[label]["panel"][i]).float()
+            axes[i, j + 2].imshow(image, cmap="gray", vmin=-1, vmax=1)
+            axes[i, j + 2].set_xlabel(f"{rows[label]['psnr'][i]:.1f}", fontsize=6, labelpad=1)
+    for j, label in enumerate(["truth", "measurement"] + labels):
+        axes[0, j].set_title(label.replace(" + ", "\n+"), fontsize=6)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{bench.name}: test images, PSNR dB under each", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(benches: list[TaskBench], command: str) -> dict[str, dict[str, dict]]:
+    """Write quality.md, its plot and panels; returns task -> label -> test row."""
+    from common import machine
+
+    sections, all_rows = [], {}
+    for bench in benches:
+        text, rows = task_section(bench)
+        all_rows[bench.name] = rows
+        if rows:
+            image = OUT_DIR / f"panel_{bench.name}.png"
+            panel(bench, rows, image)
+            text += f"\n![{bench.name} test panel]({OUT_DIR.name}/{image.name})\n"
+        sections.append(text)
+    plot(all_rows, REPORT.with_suffix(".png"))
+    done = [t for t in TASKS if all_rows.get(t)]
+    missing = [t for t in TASKS if t not in done]
+    ssim_note = ("SSIM is MONAI's `SSIMMetric` with a 7 x 7 window on images in [-1, 1] (data range 2); the bundle's "
+                 "metrics handler uses MONAI's default 11 x 11 window on [0, 1], so the two SSIMs are not comparable.")
+    lpips = ("LPIPS (AlexNet) is a column where the runs had the `lpips` package and its weights."
+             if any("lpips" in r for rows in all_rows.values() for r in rows.values()) else
+             "LPIPS is not reported: the machine that ran these had no `lpips` package or weights (it is added "
+             "to each run where they are).")
+    text = (f"# Every solver on every task (validation-tuned, test-reported)\n\nCommand: `{command}`\n\n"
+            f"Machine: {machine()}\n\n{PROTOCOL.split('Every run is cached')[0].strip()}\n\n"
+            f"{ssim_note} {lpips} Wall seconds are one CPU thread, batches of {benches[0].count if benches else 16} images, "
+            "with another benchmark process on the second core; compare them within a task.\n\n"
+            "## All tasks (test split)\n\n" + verdict(all_rows) + "\n\n" + overview(all_rows) + f"\n\n![test PSNR against NFE]({REPORT.with_suffix('.png').name})\n\n"
+            + (f"Tasks not finished yet: {', '.join(missing)}.\n\n" if missing else "")
+            + "## Per task\n\n" + "\n\n".join(sections) + "\n")
+    REPORT.write_text(text)
+    print(f"wrote {REPORT}")
+    return all_rows
