@@ -33,7 +33,9 @@ import numpy as np
 import torch
 
 from common import REPO, markdown_table, psnr, save_plot
-from quality import DMILO_BUDGET, FASHION, Cache, fashion_split, make_problem
+from quality_bench.cache import Cache
+from quality_bench.problems import fashion_split, make_problem
+from quality_bench.settings import DMILO_BUDGET, FASHION
 
 from monai_dmilo.priors.checkpoints import sha256_of  # noqa: E402
 from monai_dmilo.priors.loading import build_prior  # noqa: E402

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-import quality
+from quality_bench.rule import TaskBench
+from quality_bench.settings import TASKS
 
 
 def haar_mad(y: torch.Tensor) -> list[float]:
@@ -40,8 +41,8 @@ def kspace_edge(y: torch.Tensor, fraction: float = 0.25) -> list[float]:
 def main() -> None:
     print("| task | true sigma | estimate: median (min - max) over 16 images | median / true | no estimate |")
     print("|---|---|---|---|---|")
-    for task in quality.TASKS:
-        bench = quality.TaskBench(task, 16)
+    for task in TASKS:
+        bench = TaskBench(task, 16)
         y, sigma = bench.problem("validation")["y"], bench.task["noise_sigma"]
         est = np.array(kspace_edge(y) if task == "mri" else haar_mad(y))
         ok = est[np.isfinite(est)]

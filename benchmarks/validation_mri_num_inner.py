@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import quality  # noqa: E402
+from quality_bench.rule import TaskBench  # noqa: E402
 
 
 def main(values: list[int]) -> None:
-    bench = quality.TaskBench("mri", 16)
+    bench = TaskBench("mri", 16)
     base = bench.base("dmilo")
     reference = bench.cache.get(bench.key("validation", "dmilo", base))
     if reference is None:
@@ -33,4 +33,8 @@ def main(values: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [100])
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("num_inner", nargs="*", type=int, default=[100], help="values of M to run (default 100)")
+    main(parser.parse_args().num_inner)

@@ -242,7 +242,7 @@ def test_bad_inputs_raise_named_errors():
         solver.solve(y, "inpainting", generator)
     with pytest.raises(TypeError, match="prior must be a StepwiseDDIM-like prior"):
         solver.solve(y, op, nn.Identity())
-    with pytest.warns(FutureWarning, match="generator= is now"):  # the argument's former name still works
+    with pytest.warns(FutureWarning, match=r"generator=\) is now"):  # the argument's former name still works
         assert solver.solve(y, op, generator=generator, seed=0).x.shape == y.shape
     with pytest.raises(ValueError, match="solver name"):
         build("dmilo2")

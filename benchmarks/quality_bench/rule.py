@@ -17,8 +17,8 @@ from monai_dmilo.workflow.tasks import load_task  # noqa: E402
 
 from .cache import Cache
 from .problems import brain_split, ct_split, fashion_split, lpips, make_problem, ssim
-from .settings import (BRAIN, CT_HEAD, DMILO_BUDGET, DMILO_LONG_INNER, DMPLUG_BASE, DMPLUG_EVERY, EDGE_STEPS, EXTENDABLE, GRIDS,
-                       GT_FREE_RULES, MAX_COUNT, OUT_DIR, PANEL_IMAGES, PLATEAU_DB, RULES_OF, SOLVERS, SPLIT_SEED,
+from .settings import (BRAIN, CT_HEAD, CT_TASKS, DMILO_BUDGET, DMILO_LONG_INNER, DMPLUG_BASE, DMPLUG_EVERY, EDGE_STEPS, EXTENDABLE, GRIDS,
+                       GT_FREE_RULES, OUT_DIR, PANEL_IMAGES, PLATEAU_DB, RULES_OF, SOLVERS, SPLIT_SEED,
                        TASK_PRESETS, TASKS)
 
 
@@ -109,7 +109,7 @@ class TaskBench:
         self.model_path = TASKS[task_name]
         self.config = load_model_config(self.model_path)
         self.digest = sha256_of(self.config["checkpoint"])[:16]
-        self.count = min(count, MAX_COUNT.get(self.model_path, count))
+        self.count = min(count, CT_TASKS.get(task_name, count))
         self.cache = Cache(OUT_DIR / f"{task_name}.json")
         self._problems: dict[str, dict] = {}
         #: runs asked for with ``run=False`` and not cached: ``(split, solver, rule, params)``
@@ -117,8 +117,8 @@ class TaskBench:
 
     def problem(self, split: str) -> dict:
         if split not in self._problems:
-            if self.model_path == CT_HEAD:
-                names, truth = ct_split(split, self.count, self.config["intensity_window"])
+            if self.name in CT_TASKS:  # HU slices, windowed as the CT prior's training data (whichever prior runs)
+                names, truth = ct_split(split, self.count, load_model_config(CT_HEAD)["intensity_window"])
             else:
                 names, truth = (brain_split if self.model_path == BRAIN else fashion_split)(split, self.count)
             seeds = [SPLIT_SEED[split] + b for b in range(self.count)]

@@ -14,14 +14,15 @@ CT_HELDOUT = REPO / "data_cache" / "ct_head"   # validation/ and test/: the held
 OUT_DIR = REPO / "docs" / "benchmarks" / "quality"
 REPORT = REPO / "docs" / "benchmarks" / "quality.md"
 
-#: benchmark task -> the prior it runs on. ``ct`` on the brain prior is the record from before the CT
-#: prior existed; ``ct_head`` is the same task preset on held-out head CT slices with the CT prior
+#: benchmark task -> the prior it runs on. ``ct`` (brain MRI slices, brain prior) is the record from
+#: before the CT prior existed; ``ct_head`` is the same task preset on held-out head CT slices with the
+#: CT prior, ``ct_head_brain_prior`` the same CT slices with the brain prior (what the prior buys)
 TASKS = {"inpainting": FASHION, "sr4": FASHION, "gaussian_blur": FASHION, "motion_blur": FASHION,
-         "mri": BRAIN, "ct": BRAIN, "ct_head": CT_HEAD}
+         "mri": BRAIN, "ct": BRAIN, "ct_head": CT_HEAD, "ct_head_brain_prior": BRAIN}
 #: benchmark task -> its ``configs/tasks`` preset, where the names differ
-TASK_PRESETS = {"ct_head": "ct"}
-#: prior -> the most images one split has (the CT slab holds 12 validation and 12 test slices)
-MAX_COUNT = {CT_HEAD: 12}
+TASK_PRESETS = {"ct_head": "ct", "ct_head_brain_prior": "ct"}
+#: the tasks on the held-out head CT slices (12 validation and 12 test slices: their most per split)
+CT_TASKS = {"ct_head": 12, "ct_head_brain_prior": 12}
 #: solver -> (knob, multiplicative factors around its preset value), from the solver classes
 #: (``Solver.tuning_knob`` / ``tuning_factors``); no knob or no factors: nothing to tune on a grid
 GRIDS: dict[str, tuple[str | None, tuple[float, ...]]] = {

@@ -20,13 +20,12 @@ The maths: docs/algorithms.md, section 11.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from .base import Operator, Prior, Rngs, Tensor, register
-from .numerics import ddim_sigma, draw_noise, per_sample_norm
+from .numerics import ddim_sigma, ddim_update, per_sample_norm
 from .stepwise import SamplingSolver
 from monai_dmilo.checks import check_positive
 
@@ -74,9 +73,7 @@ class DPS(SamplingSolver):
         residual_norm = per_sample_norm(y - operator(x0))
         (grad,) = torch.autograd.grad(residual_norm.sum(), z)
         with torch.no_grad():
-            z_prev = math.sqrt(a_prev) * x0 + math.sqrt(max(1.0 - a_prev - sigma**2, 0.0)) * eps
-            if sigma > 0:
-                z_prev = z_prev + sigma * draw_noise(rngs, z.shape[1:], z)
+            z_prev = ddim_update(x0, eps, a_prev, sigma, rngs)
             fit = residual_norm.detach().square() / _num_elements(y)
             return z_prev - self.zeta * grad, x0.detach(), fit
 

@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 
 __all__ = ["per_sample_mean_square", "per_sample_sum_square", "per_sample_norm", "to_device_without_wait",
-           "draw_noise", "ddim_sigma"]
+           "draw_noise", "ddim_sigma", "ddim_update"]
 
 
 def _real_view(r: torch.Tensor) -> torch.Tensor:
@@ -53,3 +53,14 @@ def draw_noise(rngs: Sequence[torch.Generator], shape: Sequence[int], like: torc
 def ddim_sigma(eta: float, a_t: float, a_prev: float) -> float:
     """The DDIM noise scale of a step ``abar_t -> abar_prev`` with stochasticity ``eta``."""
     return eta * math.sqrt((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev))
+
+
+def ddim_update(x0: torch.Tensor, eps: torch.Tensor, a_prev: float, sigma: float,
+                rngs: Sequence[torch.Generator]) -> torch.Tensor:
+    """The DDIM step to ``abar_prev`` from the clean prediction ``x0`` and noise estimate ``eps``
+    ``(B, C, H, W)``: ``sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma^2) eps + sigma e``, ``e`` fresh
+    per-sample noise (drawn only when ``sigma > 0``)."""
+    z_prev = math.sqrt(a_prev) * x0 + math.sqrt(max(1.0 - a_prev - sigma**2, 0.0)) * eps
+    if sigma > 0:
+        z_prev = z_prev + sigma * draw_noise(rngs, x0.shape[1:], x0)
+    return z_prev

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from .base import Operator, Prior, Rngs, Tensor, register
-from .numerics import ddim_sigma, draw_noise
+from .numerics import ddim_sigma, ddim_update
 from .stepwise import SamplingSolver
 from monai_dmilo.checks import check_positive
 
@@ -78,7 +78,5 @@ class PiGDM(SamplingSolver):
             direction = context - operator.pseudo_inverse(operator(x0))
         (guidance,) = torch.autograd.grad(x0, z, direction)
         with torch.no_grad():
-            z_prev = math.sqrt(a_prev) * x0 + math.sqrt(max(1.0 - a_prev - sigma**2, 0.0)) * eps
-            if sigma > 0:
-                z_prev = z_prev + sigma * draw_noise(rngs, z.shape[1:], z)
+            z_prev = ddim_update(x0, eps, a_prev, sigma, rngs)
             return z_prev + self.guidance_weight * math.sqrt(a_prev * a_t) * guidance, x0.detach(), None
