@@ -188,3 +188,22 @@ def test_a_checkpoint_with_its_model_config_beside_it_needs_no_model_config(tmp_
                       output_dir=str(tmp_path / "run2"), model_config="configs/models/fashion_mnist_32.yaml",
                       checkpoint=str(tmp_path / "tiny.pt"))
     assert "does not match prior 'fashion_mnist_32'" in line and f"--model_config {tmp_path / 'tiny.yaml'}" in line
+
+
+def test_ct_task_runs_on_the_shipped_ct_prior_and_saves_hounsfield_units(tmp_path, _repo_cwd):
+    """``--task ct`` with no --model_config: the CT prior, its HU window on the shipped CT slices,
+    reconstructions back in HU."""
+    import json
+
+    from monai_dmilo.workflow.tasks import load_task, task_model_config
+
+    assert Path(task_model_config(load_task("ct"))).name == "ct_head_32.yaml"
+    default = "$monai_dmilo.workflow.tasks.task_model_config(@task_preset, checkpoint=@checkpoint)"
+    out = tmp_path / "run"
+    run("evaluate.yaml", tmp_path, dataset_dir=str(REPO / "bundle" / "sample_images" / "ct_head"),
+        output_dir=str(out), task="ct", model_config=default, max_images=2)
+    summary = json.loads((out / "summary.json").read_text())
+    assert Path(summary["model_config"]).name == "ct_head_32.yaml"
+    for row in rows(out / "metrics.csv"):
+        rec = np.asarray(nib.load(str(out / "reconstructions" / f"{row['name']}.nii.gz")).dataobj)
+        assert rec.shape == (32, 32) and -1000.0 - 1e-3 <= rec.min() and rec.max() <= 1000.0 + 1e-3

@@ -18,6 +18,7 @@ PRIORS = {
     # prior name: (held-out sample folder, file suffix)
     "fashion_mnist_32": ("fashion_mnist", ".png"),
     "brain_mri_32": ("brain_mri", ".nii.gz"),
+    "ct_head_32": ("ct_head", ".nii.gz"),
 }
 FASHION_TRAIN = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
@@ -33,12 +34,14 @@ def _held_out(name: str) -> list[Path]:
 
 
 def _held_out_unit(name: str) -> torch.Tensor:
-    """Held-out images on the [-1, 1] scale the workflows use (PNG: /127.5 - 1; NIfTI: min-max)."""
+    """Held-out images on the [-1, 1] scale the workflows use (PNG: /127.5 - 1; NIfTI: the prior's
+    intensity window (CT, Hounsfield units), else min-max)."""
+    window = _config(name)[0].get("intensity_window")
     out = []
     for path in _held_out(name):
         arr = read_image_array(str(path), channels=1)
-        lo, hi = (0.0, 255.0) if path.suffix == ".png" else (float(arr.min()), float(arr.max()))
-        out.append(torch.from_numpy((arr - lo) / (hi - lo) * 2 - 1))
+        lo, hi = (0.0, 255.0) if path.suffix == ".png" else window or (float(arr.min()), float(arr.max()))
+        out.append(torch.from_numpy((np.clip(arr, lo, hi) - lo) / (hi - lo) * 2 - 1))
     return torch.stack(out)
 
 
@@ -93,6 +96,19 @@ def test_held_out_samples_exist(name):
         arr = read_image_array(str(f), channels=1)
         assert arr.shape == tuple(config["image_shape"])
         assert arr.max() > arr.min()
+
+
+def test_ct_samples_are_hounsfield_gap_slices_of_the_held_out_slab():
+    """The shipped CT slices are in HU and come from the held-out slab's gaps: neither trained on
+    nor among the benchmark's validation / test slices (scripts/prepare_data.py)."""
+    from prepare_data import CT_HELDOUT, CT_TEST, CT_VALIDATION
+
+    files = _held_out("ct_head_32")
+    for f in files:
+        k = int(f.name.split("_")[-1].split(".")[0])
+        assert k in CT_HELDOUT and k not in CT_VALIDATION and k not in CT_TEST, f
+        arr = read_image_array(str(f), channels=1)
+        assert arr.min() < -900 and arr.max() > 300  # air around the head, bone in it (HU)
 
 
 @pytest.mark.skipif(not FASHION_TRAIN.is_file(), reason="Debian package dataset-fashion-mnist not installed")
