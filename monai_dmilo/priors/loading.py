@@ -11,6 +11,8 @@ parameters, where its weights are and which DDPM schedule it was trained with::
     checkpoint: ../../bundle/models/fashion_mnist_32.pt   # relative to this YAML file, or absolute
     sha256: null                        # hex digest checked before loading, when known
     schedule: {num_train_timesteps: 1000, beta_start: 0.0001, beta_end: 0.02}
+                                        # beta_schedule: linear (default) | scaled_linear | squaredcos_cap_v2;
+                                        # or alphas_cumprod: [...] (T values)
     parameterization: eps               # what the network predicts inside: eps (default) | v; the
                                         # built module outputs eps either way (priors/parameterization.py)
     intensity_window: null              # [lo, hi]: stored intensities mapped to [-1, 1] (e.g. CT in HU,
@@ -36,6 +38,7 @@ from torch import nn
 
 from monai_dmilo.data.transforms import check_intensity_window
 from monai_dmilo.priors.checkpoints import load_into, load_state_dict
+from monai_dmilo.priors.schedules import make_alphas_cumprod
 from monai_dmilo.workflow.presets import CONFIG_ROOT, preset_names, read_yaml_mapping
 from monai_dmilo.priors.stepwise import StepwiseDDIM
 from monai_dmilo.networks.adm_unet import ADMUNet
@@ -66,7 +69,8 @@ _KEYS = {
     "name", "architecture", "params", "preset", "image_shape", "checkpoint", "sha256", "schedule",
     "source", "description", "license", "parameterization", "intensity_window",
 }
-_SCHEDULE_DEFAULTS = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear"}
+_SCHEDULE_DEFAULTS = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear",
+                      "alphas_cumprod": None}
 # configs/models/ of a source checkout, used to resolve a bare prior name.
 _CONFIG_DIR = CONFIG_ROOT / "models"
 
@@ -148,8 +152,10 @@ def load_model_config(
         raise ValueError(
             f"{where}: parameterization must be one of {sorted(PARAMETERIZATIONS)}, got {parameterization!r}."
         )
-    if schedule["beta_schedule"] != "linear":
-        raise ValueError(f"{where}: only the 'linear' beta_schedule is supported, got {schedule['beta_schedule']!r}.")
+    try:  # a named schedule or an explicit abar must make a valid schedule
+        make_alphas_cumprod(**schedule)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: schedule {dict(schedule)!r}: {err}") from None
     try:
         intensity_window = check_intensity_window(config.get("intensity_window"))
     except ValueError as err:
@@ -189,10 +195,7 @@ def build_network(config: str | os.PathLike | Mapping[str, Any]) -> nn.Module:
     config = load_model_config(config)
     network = ARCHITECTURES[config["architecture"]](config)
     sched = config["schedule"]
-    network = wrap_network(
-        network, config["parameterization"], num_train_timesteps=sched["num_train_timesteps"],
-        beta_start=sched["beta_start"], beta_end=sched["beta_end"],
-    )
+    network = wrap_network(network, config["parameterization"], **sched)
     in_channels = getattr(network, "in_channels", None)
     if in_channels is not None and in_channels != config["image_shape"][0]:
         raise ValueError(
@@ -302,15 +305,9 @@ def build_prior(
     config = load_model_config(config)
     network = load_prior(config, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256, device=device)
     sched = config["schedule"]
-    options: dict[str, Any] = {
-        "image_shape": config["image_shape"],
-        "num_train_timesteps": sched["num_train_timesteps"],
-        "beta_start": sched["beta_start"],
-        "beta_end": sched["beta_end"],
-        **kwargs,
-    }
-    generator = StepwiseDDIM(network, num_steps=num_steps, schedule=schedule, **options)
-    return generator.to(device) if device is not None else generator
+    options: dict[str, Any] = {"image_shape": config["image_shape"], **sched, **kwargs}
+    prior = StepwiseDDIM(network, num_steps=num_steps, schedule=schedule, **options)
+    return prior.to(device) if device is not None else prior
 
 
 def build_generator(*args: Any, **kwargs: Any) -> StepwiseDDIM:

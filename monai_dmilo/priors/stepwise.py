@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from monai_dmilo.checks import as_bool
+from monai_dmilo.priors.schedules import linear_alphas_cumprod, make_alphas_cumprod
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +62,6 @@ class Prior(Protocol):
 
     def with_uniform_steps(self, num_steps: int) -> "Prior":
         """A sibling with ``num_steps`` uniform steps from ``T - 1`` to 0."""
-
-
-def linear_alphas_cumprod(
-    num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
-) -> torch.Tensor:
-    """``abar_t`` of the DDPM linear beta schedule, float64, shape ``(T,)``."""
-    betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
-    return torch.cumprod(1.0 - betas, dim=0)
 
 
 def reference_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[tuple[int, int]]:
@@ -135,7 +128,9 @@ class StepwiseDDIM(nn.Module):
         timesteps: an explicit list of ``(t, t_prev)`` pairs, one per step.
         clip_x0: clip the predicted x0 to [-1, 1] and re-derive eps from it.
         image_shape: ``(C, H, W)`` of the images this prior generates (used by solvers to draw z_0).
-        num_train_timesteps, beta_start, beta_end: the DDPM linear schedule of the network.
+        num_train_timesteps, beta_start, beta_end, beta_schedule: the network's training schedule
+            (``linear``, ``scaled_linear`` or ``squaredcos_cap_v2``; :mod:`~monai_dmilo.priors.schedules`).
+        alphas_cumprod: the schedule's ``abar_t`` ``(T,)`` given directly (overrides the betas).
         autocast_dtype: ``torch.bfloat16``/``torch.float16`` (or the names ``"bfloat16"``,
             ``"float16"``) to run the network under autocast (a GPU speed option, off by default);
             the step arithmetic stays in the input's dtype.
@@ -154,6 +149,8 @@ class StepwiseDDIM(nn.Module):
         num_train_timesteps: int = 1000,
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        alphas_cumprod: Sequence[float] | torch.Tensor | None = None,
         autocast_dtype: torch.dtype | str | None = None,
         compile_network: bool = False,
     ) -> None:
@@ -183,11 +180,11 @@ class StepwiseDDIM(nn.Module):
         self.image_shape = tuple(int(s) for s in image_shape) if image_shape is not None else None
         self.autocast_dtype = _autocast_dtype(autocast_dtype)
         self._cpu_autocast_warned = False
-        self.register_buffer(
-            "alphas_cumprod", linear_alphas_cumprod(num_train_timesteps, beta_start, beta_end)
-        )
-        #: the schedule's parameters, to build a sibling generator with other timesteps
-        self.schedule_params = {"num_train_timesteps": num_train_timesteps, "beta_start": beta_start, "beta_end": beta_end}
+        self.register_buffer("alphas_cumprod", make_alphas_cumprod(
+            beta_schedule, num_train_timesteps, beta_start, beta_end, alphas_cumprod))
+        #: the schedule's parameters, to build a sibling prior with other timesteps
+        self.schedule_params = {"num_train_timesteps": num_train_timesteps, "beta_start": beta_start, "beta_end": beta_end,
+                                "beta_schedule": beta_schedule, "alphas_cumprod": alphas_cumprod}
         # Per-step scalars as Python floats: no device transfers or syncs inside the solver loops.
         abar = self.alphas_cumprod
         self.step_coefficients: list[tuple[float, float]] = [(float(abar[t]), float(abar[tp])) for t, tp in pairs]
