@@ -79,7 +79,8 @@ def load_state_dict(
     """Read a state dict from an untrusted checkpoint file.
 
     Args:
-        path: a ``.pt`` / ``.pth`` file written by ``torch.save``.
+        path: a ``.pt`` / ``.pth`` / ``.bin`` file written by ``torch.save`` (read weights-only), or a
+            ``.safetensors`` file (read with ``safetensors``, which holds tensors and nothing else).
         sha256: expected hex digest of the file; checked before unpickling when given.
         map_location: where to put the tensors.
 
@@ -102,6 +103,8 @@ def load_state_dict(
                 f"checkpoint {str(path)!r} does not match the expected sha256 {sha256.lower()} (the file's is "
                 f"{actual}): it is another checkpoint, or an incomplete copy."
             )
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path, map_location)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -118,6 +121,19 @@ def load_state_dict(
             f"(reading it failed with {type(err).__name__})."
         ) from None
     return _unwrap(obj, path)
+
+
+def _read_safetensors(path: Path, map_location: str | torch.device) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ValueError(f"checkpoint {str(path)!r} is a safetensors file: pip install safetensors "
+                         "(or monai_dmilo[diffusers]).") from None
+    try:
+        return load_file(str(path), device=str(map_location))
+    except Exception as err:  # safetensors raises its own error types for malformed files
+        raise ValueError(f"checkpoint {str(path)!r} is not a readable safetensors file "
+                         f"({type(err).__name__}: {err}).") from None
 
 
 @lru_cache(maxsize=None)

@@ -17,8 +17,12 @@ parameters, where its weights are and which DDPM schedule it was trained with::
                                         # built module outputs eps either way (priors/parameterization.py)
     intensity_window: null              # [lo, hi]: stored intensities mapped to [-1, 1] (e.g. CT in HU,
                                         # [-1000, 1000]); null: each image min-max scaled
+    clip_x0: true                       # clip the predicted x0 to [-1, 1] at each step (diffusers' clip_sample)
     source: where to obtain the checkpoint (shown when the file is missing)
     description: free text (any other key is kept as metadata, e.g. intensity)
+
+A diffusers ``UNet2DModel`` or pipeline folder is read as a model config too
+(:mod:`~monai_dmilo.priors.formats`): pass the folder wherever a model config goes.
 
 Usage::
 
@@ -36,14 +40,16 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from monai_dmilo.checks import as_bool
 from monai_dmilo.data.transforms import check_intensity_window
 from monai_dmilo.priors.checkpoints import load_into, load_state_dict
+from monai_dmilo.priors.formats import diffusers_unet2d, folder_model_config, is_prior_folder
 from monai_dmilo.priors.schedules import make_alphas_cumprod
 from monai_dmilo.workflow.presets import CONFIG_ROOT, preset_names, read_yaml_mapping
 from monai_dmilo.priors.stepwise import StepwiseDDIM
 from monai_dmilo.networks.adm_unet import ADMUNet
 from monai_dmilo.networks.monai_unet import monai_unet
-from monai_dmilo.priors.parameterization import PARAMETERIZATIONS, wrap_network
+from monai_dmilo.priors.parameterization import PARAMETERIZATIONS, network_in_channels, wrap_network
 
 __all__ = ["ARCHITECTURES", "load_model_config", "build_network", "load_prior", "build_prior", "build_generator"]
 
@@ -59,15 +65,20 @@ def _build_adm(config: Mapping[str, Any]) -> nn.Module:
     return ADMUNet(**config["params"])
 
 
+def _build_diffusers_unet2d(config: Mapping[str, Any]) -> nn.Module:
+    return diffusers_unet2d(config["params"])
+
+
 # name -> builder(config) -> randomly initialised network.
 ARCHITECTURES: dict[str, Callable[[Mapping[str, Any]], nn.Module]] = {
     "monai_unet": _build_monai_unet,
     "adm": _build_adm,
+    "diffusers_unet2d": _build_diffusers_unet2d,
 }
 
 _KEYS = {
     "name", "architecture", "params", "preset", "image_shape", "checkpoint", "sha256", "schedule",
-    "source", "description", "license", "parameterization", "intensity_window",
+    "source", "description", "license", "parameterization", "intensity_window", "clip_x0", "format",
 }
 _SCHEDULE_DEFAULTS = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear",
                       "alphas_cumprod": None}
@@ -81,6 +92,8 @@ def _resolve_source(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> tupl
     if not isinstance(path_or_dict, (str, os.PathLike)):
         raise TypeError(f"model config must be a path, a prior name or a mapping, got {type(path_or_dict).__name__}.")
     path = Path(path_or_dict).expanduser()
+    if is_prior_folder(path):  # another project's format (a diffusers folder)
+        return folder_model_config(path), None
     if not path.is_file() and path.suffix == "" and len(path.parts) == 1:
         candidate = _CONFIG_DIR / f"{path.name}.yaml"
         if candidate.is_file():
@@ -180,6 +193,7 @@ def load_model_config(
         "schedule": schedule,
         "parameterization": parameterization,
         "intensity_window": intensity_window,
+        "clip_x0": as_bool("clip_x0", config.get("clip_x0", True)),
         "checkpoint": checkpoint,
         "sha256": sha256,
         "source": config.get("source"),
@@ -196,7 +210,7 @@ def build_network(config: str | os.PathLike | Mapping[str, Any]) -> nn.Module:
     network = ARCHITECTURES[config["architecture"]](config)
     sched = config["schedule"]
     network = wrap_network(network, config["parameterization"], **sched)
-    in_channels = getattr(network, "in_channels", None)
+    in_channels = network_in_channels(network)
     if in_channels is not None and in_channels != config["image_shape"][0]:
         raise ValueError(
             f"model config {config['name']!r}: the network takes {in_channels} channels but image_shape is "
@@ -263,8 +277,10 @@ def load_prior(
     if checkpoint is not None:
         expected = _explicit_checkpoint_sha256(Path(path), checkpoint_sha256, config)
     state = load_state_dict(path, sha256=expected)
+    # another project's weights file holds the bare network's keys, not this project's wrapper's (network.*)
+    target = network.network if config.get("format") and hasattr(network, "network") else network
     try:
-        load_into(network, state, strict=True)
+        load_into(target, state, strict=True)
     except ValueError as err:
         beside = Path(path).with_suffix(".yaml")
         hint = (f" The model config written with it is {str(beside)!r}: pass --model_config {beside}."
@@ -305,7 +321,7 @@ def build_prior(
     config = load_model_config(config)
     network = load_prior(config, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256, device=device)
     sched = config["schedule"]
-    options: dict[str, Any] = {"image_shape": config["image_shape"], **sched, **kwargs}
+    options: dict[str, Any] = {"image_shape": config["image_shape"], "clip_x0": config["clip_x0"], **sched, **kwargs}
     prior = StepwiseDDIM(network, num_steps=num_steps, schedule=schedule, **options)
     return prior.to(device) if device is not None else prior
 

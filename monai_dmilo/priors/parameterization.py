@@ -16,7 +16,7 @@ v-MSE, i.e. the eps-MSE weighted by ``1 / abar_t`` (:func:`parameterization_weig
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -24,6 +24,15 @@ from torch import nn
 from monai_dmilo.priors.schedules import make_alphas_cumprod
 
 __all__ = ["VPredictionEps", "SamplePredictionEps", "PARAMETERIZATIONS", "wrap_network", "parameterization_weight"]
+
+
+def network_in_channels(network: nn.Module) -> int | None:
+    """The input channels a network declares (MONAI's ``in_channels``, diffusers' ``config.in_channels``)."""
+    config = getattr(network, "config", None)
+    if isinstance(config, Mapping) and "in_channels" in config:
+        return int(config["in_channels"])
+    value = getattr(network, "in_channels", None)
+    return int(value) if isinstance(value, int) else None
 
 
 class _ScheduleAware(nn.Module):
@@ -43,7 +52,7 @@ class _ScheduleAware(nn.Module):
     ) -> None:
         super().__init__()
         self.network = network
-        self.in_channels = getattr(network, "in_channels", None)
+        self.in_channels = network_in_channels(network)
         abar = make_alphas_cumprod(beta_schedule, num_train_timesteps, beta_start, beta_end, alphas_cumprod).float()
         self.register_buffer("abar", abar, persistent=False)
 
