@@ -2,7 +2,9 @@
 
 Tasks (measurements exactly as the bundle simulates them, from ``configs/tasks/<task>.yaml``):
 ``inpainting``, ``sr4``, ``gaussian_blur``, ``motion_blur`` on the shipped Fashion-MNIST prior and
-``mri``, ``ct`` on the shipped brain prior.
+``mri``, ``ct`` on the shipped brain prior (``ct`` on brain MRI slices: the record from before the CT
+prior); ``ct_head``: the ``ct`` task on held-out head CT slices with the shipped CT prior, and
+``ct_head_brain_prior``: the same slices with the brain prior (what the CT prior buys).
 
 Images (never the shipped sample images; ``--count`` per split, default 16):
 
@@ -11,6 +13,9 @@ Images (never the shipped sample images; ``--count`` per split, default 16):
 * Brain: slices of the held-out ITK subject (``data_cache/brain_mri/heldout``, never trained on),
   validation the slices ``k % 4 == 0``, test ``k % 4 == 2``, each ``--count`` spread evenly over
   the three orientations' stacks.
+* Head CT: the held-out axial slab of ``Cranium.inv3`` (``data_cache/ct_head``, never trained on;
+  ``scripts/prepare_data.py``): its 12 validation and 12 test slices (``--count`` at most 12 there),
+  windowed [-1000, 1000] HU -> [-1, 1] as the CT prior's training data was.
 
 Per-image seeds draw the mask / kernel / noise (validation 0.., test 1000..) and the solvers' noise.
 
