@@ -207,3 +207,51 @@ def test_ct_task_runs_on_the_shipped_ct_prior_and_saves_hounsfield_units(tmp_pat
     for row in rows(out / "metrics.csv"):
         rec = np.asarray(nib.load(str(out / "reconstructions" / f"{row['name']}.nii.gz")).dataobj)
         assert rec.shape == (32, 32) and -1000.0 - 1e-3 <= rec.min() and rec.max() <= 1000.0 + 1e-3
+
+
+def _ct_series(folder: Path, hu: np.ndarray, spacing=(0.5, 0.5, 3.0)) -> None:
+    """A minimal CT image series: ``hu`` ``(rows, cols, slices)`` stored as HU + 1024 with
+    RescaleIntercept -1024 (the usual CT encoding)."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True)
+    series = generate_uid(entropy_srcs=["ct-series"])
+    for k in range(hu.shape[2]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
+        meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["ct", str(k)])
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(str(folder / f"{k}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+        ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "CT", series, generate_uid(entropy_srcs=["study"])
+        ds.InstanceNumber, ds.Rows, ds.Columns = k + 1, hu.shape[0], hu.shape[1]
+        ds.PixelSpacing, ds.SliceThickness = [spacing[0], spacing[1]], spacing[2]
+        ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, k * spacing[2]], [1, 0, 0, 0, 1, 0]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+        ds.PixelData = np.ascontiguousarray(hu[:, :, k] + 1024, dtype=np.uint16).tobytes()
+        ds.save_as(str(folder / f"{k}.dcm"), enforce_file_format=True)
+
+
+def test_evaluate_windows_a_ct_dicom_series_in_hounsfield_units(tmp_path, _repo_cwd):
+    """A CT DICOM series (stored values + RescaleIntercept = HU) of another matrix size: read in HU,
+    windowed and resized as training was, reconstructed back in HU as a NIfTI volume."""
+    pytest.importorskip("pydicom")
+    cfg = make_prior(tmp_path)
+    cfg.write_text(cfg.read_text() + "intensity_window: [-1000, 1000]\n")
+    yy, xx = np.mgrid[: 2 * SIZE, : 2 * SIZE]
+    head = (yy - SIZE) ** 2 + (xx - SIZE) ** 2 < (0.7 * SIZE) ** 2
+    hu = np.where(head, 40, -1024)[..., None].repeat(2, axis=2)
+    _ct_series(tmp_path / "ct" / "series1", hu)
+    out = tmp_path / "run"
+    run("evaluate.yaml", tmp_path, dataset_dir=str(tmp_path / "ct"), output_dir=str(out), task="gaussian_blur")
+    assert sorted(r["name"] for r in rows(out / "metrics.csv")) == ["series1_s000", "series1_s001"]
+    rec = nib.load(str(out / "reconstructions" / "series1.nii.gz"))
+    assert rec.shape == (SIZE, SIZE, 2)
+    np.testing.assert_allclose(np.abs(np.diag(rec.affine))[:3], [1.0, 1.0, 3.0], atol=1e-6)
+    values = np.asarray(rec.dataobj)
+    assert values.min() >= -1000.0 - 1e-3 and values.max() <= 1000.0 + 1e-3
+    inside = values[SIZE // 2 - 2: SIZE // 2 + 2, SIZE // 2 - 2: SIZE // 2 + 2]
+    assert np.abs(inside.mean() - 40.0) < 150.0  # the head's soft tissue, in HU (not a min-max scale)
