@@ -57,7 +57,25 @@ VARIANTS = [
     (10, "5 x 20, 3 layers", {"num_layers": 3}, ("dmilo", "dmilo_pgd")),
     (20, "5 x 20, 3 layers", {"num_layers": 3}, ("dmilo", "dmilo_pgd")),
     (10, "5 x 40, 3 layers", {"num_layers": 3, "num_inner": 40}, ("dmilo",)),
+    # per-N learning rate (chosen on these validation images like any setting), N = 3's too, and N = 3's last jump kept:
+    (3, "5 x 20, lr_z x 2", {"lr_z_factor": 2.0}, ("dmilo",)),
+    (3, "5 x 20, lr_z x 4", {"lr_z_factor": 4.0}, ("dmilo",)),
+    # nine uniform steps 999 -> 333 then 333 -> 0, layers of 3 + 3 + 3 + 1 steps
+    (10, "5 x 20, 3 layers, lr_z x 0.5", {"num_layers": 3, "lr_z_factor": 0.5}, ("dmilo",)),
+    (10, "5 x 20, 3 layers, lr_z x 2", {"num_layers": 3, "lr_z_factor": 2.0}, ("dmilo",)),
+    (10, "5 x 20, 3 layers, lr_z x 4", {"num_layers": 3, "lr_z_factor": 4.0}, ("dmilo",)),
+    (10, "5 x 20, last jump 333 -> 0, 4 layers", {"num_layers": [3, 3, 3, 1], "prior_timesteps": "last_jump"}, ("dmilo",)),
+    (10, "5 x 20, last jump 333 -> 0, 4 layers, lr_z x 2", {"num_layers": [3, 3, 3, 1], "prior_timesteps": "last_jump",
+                                                           "lr_z_factor": 2.0}, ("dmilo",)),
+    (10, "5 x 20, last jump 333 -> 0, 4 layers, lr_z x 4", {"num_layers": [3, 3, 3, 1], "prior_timesteps": "last_jump",
+                                                           "lr_z_factor": 4.0}, ("dmilo",)),
 ]
+
+
+def last_jump_timesteps(steps: int) -> list[tuple[int, int]]:
+    """``steps - 1`` uniform DDIM steps from 999 to 333, then N = 3's last jump 333 -> 0."""
+    grid = np.linspace(999, 333, steps).round().astype(int).tolist()
+    return list(zip(grid[:-1], grid[1:])) + [(333, 0)]
 
 
 def probing(cls):
@@ -66,7 +84,7 @@ def probing(cls):
     class LayerProbe(cls):
         def _sweep(self, ctx, target):
             super()._sweep(ctx, target)
-            gen, z, nu, n = ctx.generator, ctx.latents, ctx.deviations, len(ctx.deviations)
+            gen, z, nu, n = ctx.prior, ctx.latents, ctx.deviations, len(ctx.deviations)
             with torch.no_grad():
                 fit, drift, chain = [], [], z[0]
                 for i, block in enumerate(ctx.blocks):
@@ -84,12 +102,20 @@ def probing(cls):
 
 
 def settings(task: str, solver: str, overrides: dict) -> dict:
-    params = dict(load_solver_preset(task_solver_preset(load_task(task)["solver_task"], solver))["params"])
-    return {**params, **DMILO_BUDGET, **overrides}
+    """The run's settings: the preset at the budget, the overrides (``lr_z_factor`` scales the
+    preset's ``lr_z``; ``prior_timesteps`` names the prior's timestep list, see :func:`run`)."""
+    params = {**dict(load_solver_preset(task_solver_preset(load_task(task)["solver_task"], solver))["params"]),
+              **DMILO_BUDGET, **overrides}
+    factor = params.pop("lr_z_factor", None)
+    if factor is not None:
+        params["lr_z"] = params["lr_z"] * factor
+    return params
 
 
 def run(task: str, solver: str, steps: int, params: dict, problem: dict) -> dict:
-    generator = build_prior(FASHION, num_steps=steps)
+    params = dict(params)
+    timesteps = {"last_jump": last_jump_timesteps}[params.pop("prior_timesteps")](steps) if "prior_timesteps" in params else None
+    generator = build_prior(FASHION, num_steps=steps, **({"timesteps": timesteps} if timesteps else {}))
     probe = probing(SOLVERS[solver])(**params)
     start = time.perf_counter()
     out = probe.solve(problem["y"], problem["operator"], generator, seed=problem["seeds"])

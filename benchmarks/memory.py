@@ -12,6 +12,9 @@ returns it to the system when freed, so RSS follows live memory. With glibc's de
 threshold that rises as tensors are freed) freed blocks stay in the heap and the peak RSS of the
 same configuration varied by about 15% between runs.
 
+A latent prior (``--model-config configs/models/fashion_latent_16.yaml``) counts N as its latent
+DDIM steps (the decoder is one more layer); ``z_0`` is drawn on the decoder's input grid.
+
 Usage::
 
     python benchmarks/memory.py [--size 128] [--batch 4] [--steps 1 2 4 8] [--device cpu] \
@@ -54,7 +57,10 @@ def measure(label: str, steps: int, args: argparse.Namespace) -> dict:
     shape = (args.batch, channels, args.size, args.size)
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).mul(2).sub(1).to(device)
     y, operator = inpainting_problem(x)
-    z0 = torch.randn(shape, generator=torch.Generator().manual_seed(1)).to(device)
+    latent = getattr(generator, "latent_shape", None)  # a latent prior: z0 on the decoder's input grid
+    factor = generator.image_shape[1] // latent[1] if latent else 1
+    z_shape = (args.batch, latent[0], args.size // factor, args.size // factor) if latent else shape
+    z0 = torch.randn(z_shape, generator=torch.Generator().manual_seed(1)).to(device)
     name, params = SOLVERS[label]
     solver = build(name, **params)
     if device.type == "cuda":
@@ -86,6 +92,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks" / "memory.md")
+    parser.add_argument("--solvers", nargs="+", default=list(SOLVERS), choices=list(SOLVERS))
     parser.add_argument("--worker", nargs=2, metavar=("SOLVER", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -96,7 +103,7 @@ def main() -> None:
                    "--device", args.device]
     cuda = args.device.startswith("cuda")
     results: dict[str, dict[int, dict]] = {}
-    for label in SOLVERS:
+    for label in args.solvers:
         results[label] = {}
         for n in args.steps:
             results[label][n] = measure(label, n, args) if cuda else run_fresh(label, n, passthrough)

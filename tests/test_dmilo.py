@@ -338,6 +338,12 @@ def test_layer_blocks_split_the_steps_evenly_and_bad_values_are_one_line():
         DMILO(num_layers=3).solve(torch.zeros(1, 1, 8, 8), Identity(), toy_generator(num_steps=2), seed=0)
     with pytest.raises(ValueError, match="num_layers"):
         DMILO(num_layers=0)
+    # explicit step counts per layer: N = 3's last jump kept alone after nine finer steps
+    assert DMILO(num_layers=[3, 3, 3, 1]).layer_blocks(10) == [range(0, 3), range(3, 6), range(6, 9), range(9, 10)]
+    with pytest.raises(ValueError, match=r"num_layers \[3, 3\] must sum to the prior's number of steps \(10\), got 6"):
+        DMILO(num_layers=[3, 3]).layer_blocks(10)
+    with pytest.raises(ValueError, match="num_layers must be a positive int or a list of positive step counts"):
+        DMILO(num_layers=[3, 0])
 
 
 def test_num_layers_equal_to_N_is_the_default_and_grouping_keeps_the_nfe():

@@ -18,11 +18,19 @@ parameters, where its weights are and which DDPM schedule it was trained with::
     intensity_window: null              # [lo, hi]: stored intensities mapped to [-1, 1] (e.g. CT in HU,
                                         # [-1000, 1000]); null: each image min-max scaled
     clip_x0: true                       # clip the predicted x0 to [-1, 1] at each step (diffusers' clip_sample)
+    intensity_range: [-1, 1]            # the images' range the network was trained on ([0, 1] for MONAI's
+                                        # mednist_ddpm); workflows scale images to it
+    latent: null                        # a latent prior: {params: <AutoencoderKL params>, checkpoint: <weights>,
+                                        # scale_factor: s, latent_shape: [c, h, w], sha256: <of the weights>};
+                                        # the network then runs on
+                                        # latents and image_shape is the decoded image (priors/latent.py)
+    prior_folder: null                  # a diffusers folder or MONAI bundle folder this YAML starts from
+                                        # (relative to the YAML); the YAML's other keys override its values
     source: where to obtain the checkpoint (shown when the file is missing)
     description: free text (any other key is kept as metadata, e.g. intensity)
 
-A diffusers ``UNet2DModel`` or pipeline folder is read as a model config too
-(:mod:`~monai_dmilo.priors.formats`): pass the folder wherever a model config goes.
+A diffusers ``UNet2DModel`` or pipeline folder and a MONAI model-zoo bundle folder are read as model
+configs too (:mod:`~monai_dmilo.priors.formats`): pass the folder wherever a model config goes.
 
 Usage::
 
@@ -47,6 +55,7 @@ from monai_dmilo.priors.formats import diffusers_unet2d, folder_model_config, is
 from monai_dmilo.priors.schedules import make_alphas_cumprod
 from monai_dmilo.workflow.presets import CONFIG_ROOT, preset_names, read_yaml_mapping
 from monai_dmilo.priors.stepwise import StepwiseDDIM
+from monai_dmilo.priors.latent import AutoencoderDecoder, LatentDDIM
 from monai_dmilo.networks.adm_unet import ADMUNet
 from monai_dmilo.networks.monai_unet import monai_unet
 from monai_dmilo.priors.parameterization import PARAMETERIZATIONS, network_in_channels, wrap_network
@@ -79,7 +88,9 @@ ARCHITECTURES: dict[str, Callable[[Mapping[str, Any]], nn.Module]] = {
 _KEYS = {
     "name", "architecture", "params", "preset", "image_shape", "checkpoint", "sha256", "schedule",
     "source", "description", "license", "parameterization", "intensity_window", "clip_x0", "format",
+    "intensity_range", "latent", "prior_folder",
 }
+_LATENT_KEYS = {"params", "checkpoint", "scale_factor", "latent_shape", "sha256"}
 _SCHEDULE_DEFAULTS = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear",
                       "alphas_cumprod": None}
 # configs/models/ of a source checkout, used to resolve a bare prior name.
@@ -106,7 +117,19 @@ def _resolve_source(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> tupl
             )
     if not path.is_file():
         raise FileNotFoundError(f"model config file not found: {str(path)!r}.")
-    return read_yaml_mapping(path, "model config"), path.resolve().parent
+    config = read_yaml_mapping(path, "model config")
+    folder = config.pop("prior_folder", None)
+    if folder is not None:  # a YAML over another project's folder: its keys override the folder's
+        folder_path = Path(str(folder)).expanduser()
+        folder_path = folder_path if folder_path.is_absolute() else path.resolve().parent / folder_path
+        if not is_prior_folder(folder_path):
+            raise ValueError(f"model config {str(path)!r}: prior_folder {str(folder)!r} is not a diffusers folder or "
+                             f"MONAI bundle folder ({str(folder_path)!r}).")
+        given = config.pop("latent", None) or {}
+        base = folder_model_config(folder_path, scale_factor=given.get("scale_factor") if isinstance(given, Mapping) else None)
+        latent = {**(base.get("latent") or {}), **given}
+        return {**base, **config, **({"latent": latent} if latent else {})}, path.resolve().parent
+    return config, path.resolve().parent
 
 
 def load_model_config(
@@ -173,15 +196,16 @@ def load_model_config(
         intensity_window = check_intensity_window(config.get("intensity_window"))
     except ValueError as err:
         raise ValueError(f"{where}: {err}") from None
-    checkpoint = config.get("checkpoint")
-    if checkpoint is not None:
-        if not isinstance(checkpoint, (str, os.PathLike)):
-            raise ValueError(f"{where}: checkpoint must be a path string or null, got {checkpoint!r}.")
-        checkpoint_path = Path(checkpoint).expanduser()
-        if not checkpoint_path.is_absolute():
-            base = config_dir if config_dir is not None else Path(base_dir if base_dir is not None else os.getcwd())
-            checkpoint_path = base / checkpoint_path
-        checkpoint = str(checkpoint_path.resolve())
+    intensity_range = config.get("intensity_range", (-1.0, 1.0))
+    try:
+        lo, hi = (float(v) for v in intensity_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: intensity_range must be two numbers [lo, hi], got {intensity_range!r}.") from None
+    if not lo < hi:
+        raise ValueError(f"{where}: intensity_range must have lo < hi, got {intensity_range!r}.")
+    base = config_dir if config_dir is not None else Path(base_dir if base_dir is not None else os.getcwd())
+    checkpoint = _absolute(config.get("checkpoint"), base, f"{where}: checkpoint")
+    latent = _check_latent(config.get("latent"), base, where)
     sha256 = config.get("sha256")
     if sha256 is not None and not (isinstance(sha256, str) and len(sha256) == 64):
         raise ValueError(f"{where}: sha256 must be a 64-character hex digest or null, got {sha256!r}.")
@@ -194,10 +218,42 @@ def load_model_config(
         "parameterization": parameterization,
         "intensity_window": intensity_window,
         "clip_x0": as_bool("clip_x0", config.get("clip_x0", True)),
+        "intensity_range": (lo, hi),
+        "latent": latent,
         "checkpoint": checkpoint,
         "sha256": sha256,
         "source": config.get("source"),
     }
+
+
+def _absolute(path: Any, base: Path, what: str) -> str | None:
+    """A config path made absolute against ``base``; None stays None."""
+    if path is None:
+        return None
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{what} must be a path string or null, got {path!r}.")
+    resolved = Path(path).expanduser()
+    return str((resolved if resolved.is_absolute() else base / resolved).resolve())
+
+
+def _check_latent(latent: Any, base: Path, where: str) -> dict[str, Any] | None:
+    """The ``latent`` section checked: autoencoder params, weights, scale factor, latent shape."""
+    if latent is None:
+        return None
+    if not isinstance(latent, Mapping) or set(latent) - _LATENT_KEYS or not {"params", "checkpoint"} <= set(latent):
+        raise ValueError(f"{where}: latent must be a mapping with params and checkpoint (keys among "
+                         f"{sorted(_LATENT_KEYS)}), got {latent!r}.")
+    scale = latent.get("scale_factor", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise ValueError(f"{where}: latent scale_factor must be a positive number, got {scale!r}.")
+    shape = latent.get("latent_shape")
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)):
+        raise ValueError(f"{where}: latent latent_shape must be three positive ints [c, h, w], got {shape!r}.")
+    sha256 = latent.get("sha256")
+    if sha256 is not None and not (isinstance(sha256, str) and len(sha256) == 64):
+        raise ValueError(f"{where}: latent sha256 must be a 64-character hex digest or null, got {sha256!r}.")
+    return {"params": dict(latent["params"]), "checkpoint": _absolute(latent["checkpoint"], base, f"{where}: latent checkpoint"),
+            "scale_factor": float(scale), "latent_shape": tuple(shape), "sha256": sha256}
 
 
 def build_network(config: str | os.PathLike | Mapping[str, Any]) -> nn.Module:
@@ -211,10 +267,11 @@ def build_network(config: str | os.PathLike | Mapping[str, Any]) -> nn.Module:
     sched = config["schedule"]
     network = wrap_network(network, config["parameterization"], **sched)
     in_channels = network_in_channels(network)
-    if in_channels is not None and in_channels != config["image_shape"][0]:
+    shape = config["latent"]["latent_shape"] if config["latent"] else config["image_shape"]
+    if in_channels is not None and in_channels != shape[0]:
+        what = "latent_shape" if config["latent"] else "image_shape"
         raise ValueError(
-            f"model config {config['name']!r}: the network takes {in_channels} channels but image_shape is "
-            f"{list(config['image_shape'])}."
+            f"model config {config['name']!r}: the network takes {in_channels} channels but {what} is {list(shape)}."
         )
     return network
 
@@ -280,7 +337,7 @@ def load_prior(
     # another project's weights file holds the bare network's keys, not this project's wrapper's (network.*)
     target = network.network if config.get("format") and hasattr(network, "network") else network
     try:
-        load_into(target, state, strict=True)
+        _load_strict_or_old(target, state, config.get("format"))
     except ValueError as err:
         beside = Path(path).with_suffix(".yaml")
         hint = (f" The model config written with it is {str(beside)!r}: pass --model_config {beside}."
@@ -296,6 +353,48 @@ def load_prior(
     return network
 
 
+def _load_strict_or_old(network: nn.Module, state: Mapping[str, torch.Tensor], fmt: str | None) -> None:
+    """Strict loading; for a MONAI bundle whose keys do not match, MONAI's ``load_old_state_dict``
+    (weights saved by MONAI Generative) followed by a strict check that every weight was set."""
+    try:
+        load_into(network, state, strict=True)
+        return
+    except ValueError as err:
+        if fmt != "monai_bundle" or not hasattr(network, "load_old_state_dict"):
+            raise
+        first = err
+    old = dict(state)
+    try:
+        network.load_old_state_dict(old)  # pops what it converts; load_state_dict inside is strict
+    except (KeyError, RuntimeError) as err:
+        raise ValueError(f"{first} (MONAI's load_old_state_dict could not convert them either: "
+                         f"{type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+    logging.getLogger(__name__).info("converted weights saved by MONAI Generative with load_old_state_dict")
+
+
+def load_autoencoder(config: Mapping[str, Any], device: torch.device | str | None = None) -> nn.Module:
+    """The latent prior's MONAI ``AutoencoderKL`` with its weights (strict, weights-only), frozen."""
+    from monai.networks.nets import AutoencoderKL
+    import inspect
+
+    latent = config["latent"]
+    allowed = set(inspect.signature(AutoencoderKL.__init__).parameters) - {"self"}
+    unknown = sorted(set(latent["params"]) - allowed)
+    if unknown:
+        raise ValueError(f"model config {config['name']!r}: unknown AutoencoderKL parameters {unknown}.")
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in latent["params"].items()}
+    autoencoder = AutoencoderKL(**params)
+    path = latent["checkpoint"]
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"autoencoder weights of prior {config['name']!r} not found at {path!r}.")
+    try:
+        _load_strict_or_old(autoencoder, load_state_dict(path, sha256=latent["sha256"]), config.get("format") or "monai_bundle")
+    except ValueError as err:
+        raise ValueError(f"autoencoder weights {path!r} do not match prior {config['name']!r}: {err}") from err
+    autoencoder = autoencoder.eval().requires_grad_(False)
+    return autoencoder.to(device) if device is not None else autoencoder
+
+
 def build_prior(
     config: str | os.PathLike | Mapping[str, Any],
     *,
@@ -305,8 +404,9 @@ def build_prior(
     schedule: str = "reference",
     device: torch.device | str | None = None,
     **kwargs: Any,
-) -> StepwiseDDIM:
-    """A :class:`~monai_dmilo.priors.stepwise.StepwiseDDIM` over the loaded prior.
+) -> StepwiseDDIM | LatentDDIM:
+    """A :class:`~monai_dmilo.priors.stepwise.StepwiseDDIM` over the loaded prior (a
+    :class:`~monai_dmilo.priors.latent.LatentDDIM` for a config with ``latent``).
 
     Args:
         config: model config (path, prior name or mapping).
@@ -321,8 +421,14 @@ def build_prior(
     config = load_model_config(config)
     network = load_prior(config, checkpoint=checkpoint, checkpoint_sha256=checkpoint_sha256, device=device)
     sched = config["schedule"]
-    options: dict[str, Any] = {"image_shape": config["image_shape"], "clip_x0": config["clip_x0"], **sched, **kwargs}
+    latent = config["latent"]
+    options: dict[str, Any] = {"image_shape": latent["latent_shape"] if latent else config["image_shape"],
+                               "clip_x0": config["clip_x0"], "intensity_range": config["intensity_range"],
+                               **sched, **kwargs}
     prior = StepwiseDDIM(network, num_steps=num_steps, schedule=schedule, **options)
+    if latent:
+        prior = LatentDDIM(prior, AutoencoderDecoder(load_autoencoder(config, device)),
+                           scale_factor=latent["scale_factor"], image_shape=config["image_shape"])
     return prior.to(device) if device is not None else prior
 
 

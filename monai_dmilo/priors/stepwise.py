@@ -135,6 +135,9 @@ class StepwiseDDIM(nn.Module):
             ``"float16"``) to run the network under autocast (a GPU speed option, off by default);
             the step arithmetic stays in the input's dtype.
         compile_network: wrap the network in ``torch.compile``.
+        intensity_range: ``(lo, hi)`` of the images the network was trained on (``(0, 1)`` for
+            MONAI's ``mednist_ddpm``); workflows scale images to it. ``clip_x0`` still clips to
+            [-1, 1], as MONAI's and diffusers' ``clip_sample`` do whatever the data range.
     """
 
     def __init__(
@@ -153,6 +156,7 @@ class StepwiseDDIM(nn.Module):
         alphas_cumprod: Sequence[float] | torch.Tensor | None = None,
         autocast_dtype: torch.dtype | str | None = None,
         compile_network: bool = False,
+        intensity_range: Sequence[float] = (-1.0, 1.0),
     ) -> None:
         super().__init__()
         if not isinstance(network, nn.Module):
@@ -179,6 +183,10 @@ class StepwiseDDIM(nn.Module):
         self.clip_x0 = clip_x0
         self.image_shape = tuple(int(s) for s in image_shape) if image_shape is not None else None
         self.autocast_dtype = _autocast_dtype(autocast_dtype)
+        lo, hi = (float(v) for v in intensity_range)
+        if not lo < hi:
+            raise ValueError(f"intensity_range must be (lo, hi) with lo < hi, got {tuple(intensity_range)!r}.")
+        self.intensity_range = (lo, hi)
         self._cpu_autocast_warned = False
         self.register_buffer("alphas_cumprod", make_alphas_cumprod(
             beta_schedule, num_train_timesteps, beta_start, beta_end, alphas_cumprod))
@@ -266,6 +274,7 @@ class StepwiseDDIM(nn.Module):
             clip_x0=self.clip_x0,
             image_shape=self.image_shape,
             autocast_dtype=self.autocast_dtype,
+            intensity_range=self.intensity_range,
             **self.schedule_params,
         )
 

@@ -272,6 +272,42 @@ def register(name: str) -> Callable[[type["Solver"]], type["Solver"]]:
     return decorate
 
 
+@dataclass(frozen=True)
+class PriorRangeMap:
+    """The exact change of variables for a prior trained on images in ``[lo, hi]`` instead of [-1, 1].
+
+    Solvers and workflows work on images ``x`` in [-1, 1]; the prior generates ``u = (x - c) / s``
+    in ``[lo, hi]`` (``s = 2 / (hi - lo)``, ``c = -1 - s lo``). A linear ``A`` gives
+    ``A x = s A u + c A(1)``, so the solver fits ``u`` to ``y_u = (y - c A(1)) / s`` and returns
+    ``x = clip(s u + c, -1, 1)``; the noise of ``y_u`` is the noise of ``y`` divided by ``s``.
+    ``A(1)``: the operator applied to an image of ones (blind deblurring, with no operator: 1,
+    what a normalised blur kernel gives). Records in ``history`` (data fits) are in the prior's units.
+    """
+
+    scale: float
+    offset: float
+
+    def measurement(self, y: torch.Tensor, operator: Any, image_shape: Sequence[int] | None) -> torch.Tensor:
+        if operator is None or image_shape is None:
+            ones = torch.ones((), dtype=y.dtype, device=y.device)
+        else:
+            with torch.no_grad():
+                ones = operator(torch.ones((y.shape[0], *image_shape), device=y.device))
+        return (y - self.offset * ones) / self.scale
+
+    def image(self, u: torch.Tensor) -> torch.Tensor:
+        return (self.scale * u + self.offset).clamp(-1.0, 1.0)
+
+
+def prior_range_map(prior: Any) -> PriorRangeMap | None:
+    """The :class:`PriorRangeMap` of a prior whose ``intensity_range`` is not [-1, 1], else None."""
+    lo, hi = getattr(prior, "intensity_range", (-1.0, 1.0))
+    if (float(lo), float(hi)) == (-1.0, 1.0):
+        return None
+    scale = 2.0 / (float(hi) - float(lo))
+    return PriorRangeMap(scale=scale, offset=-1.0 - scale * float(lo))
+
+
 class Solver:
     """Base class: ``solve(y, operator, prior, *, seed=None, z_init=None) -> SolverOutput``.
 
@@ -296,6 +332,9 @@ class Solver:
     tuning_factors: tuple[float, ...] = (0.3, 1.0, 3.0)
     #: whether the benchmark may grow the grid past a winning edge (False for a bounded knob)
     tuning_extendable: bool = True
+    #: whether the solver runs on a latent prior (:class:`~monai_dmilo.priors.latent.LatentDDIM`);
+    #: the others refuse one in a line
+    latent_priors: bool = False
 
     def __init__(
         self,
@@ -375,13 +414,21 @@ class Solver:
                 f"prior must be a StepwiseDDIM-like prior with step(z, i) and num_steps, "
                 f"got {type(prior).__name__}."
             )
+        if getattr(prior, "is_latent", False) and not self.latent_priors:
+            supported = sorted(name for name, cls in SOLVERS.items() if cls.latent_priors)
+            raise ValueError(f"solver {self.name!r} needs an image-space denoiser at every step and does not run on "
+                             f"a latent prior; these do: {supported}.")
         self._check_operator(operator)
         if torch.isnan(y).any():
             raise ValueError(f"y contains NaN values (shape {tuple(y.shape)}); expected finite numbers.")
         seeds = per_sample_seeds(seed, y.shape[0])
         with torch.inference_mode(False), torch.enable_grad(), frozen(prior, operator):
             y = y.detach().clone()  # a normal tensor even if y was made under inference_mode
-            z0, rngs = initial_noise(y, getattr(prior, "image_shape", None), seeds, z_init)
+            to_range = prior_range_map(prior)
+            if to_range is not None:  # the prior's images are s * x + c of ours: solve for them
+                y = to_range.measurement(y, operator, getattr(prior, "image_shape", None))
+            shape = getattr(prior, "latent_shape", None) or getattr(prior, "image_shape", None)
+            z0, rngs = initial_noise(y, shape, seeds, z_init)
             selection = build_selection(self.selection, **self.selection_params)
             selection.bind(y)
             state = RunState(
@@ -403,6 +450,8 @@ class Solver:
             x, selected = state.selection.select(state.x)
             if x is None:  # interrupted before any estimate existed: nothing to return
                 raise KeyboardInterrupt
+            if to_range is not None:
+                x = to_range.image(x)
             if y.device.type == "cuda":
                 torch.cuda.synchronize(y.device)
             diverged = ~torch.isfinite(x.detach()).flatten(1).all(1)

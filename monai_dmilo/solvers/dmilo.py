@@ -16,6 +16,10 @@ its block's steps, ``g_j = step_{b_j + k_j - 1} o ... o step_{b_j}``; latents ``
 the block boundaries and there are L deviations. ``L = N`` is the algorithm above; memory is that
 of the longest block's network evaluations, and the NFE is the same as for ``L = N``.
 
+A latent prior (:class:`~monai_dmilo.priors.latent.LatentDDIM`, docs/algorithms.md section 12)
+has its decoder as step N: the last layer maps a latent to an image, its deviation is image-shaped
+and the earlier ones latent-shaped; nothing else changes.
+
 Blind deblurring (section 6): with ``blind_kernel_size = k`` the blur kernel
 ``softmax(w).view(B, k, k)`` (``w ~ N(0, I)`` from the per-sample seeds, drawn after ``z_0``) is
 optimised with Adam (``lr_kernel``) jointly with ``(z_{N-1}, nu_{N-1})`` in the last-layer step;
@@ -92,7 +96,8 @@ class DMILO(Solver):
             latent, not ``y``); ``None`` (default): ``num_inner``. A budget knob for many DDIM steps:
             with ``N = 10`` and ``M = 20`` the regenerated chain drifts from the per-layer optima
             (``docs/benchmarks/dmilo_steps.md``).
-        num_layers: the number of layers L the N DDIM steps are grouped into (see module docstring);
+        num_layers: the number of layers L the N DDIM steps are grouped into (see module docstring),
+            or the steps of each layer in order (e.g. ``[3, 3, 3, 1]``, summing to N);
             ``None`` (default): one step per layer. The rule for many steps: ``N = 10`` with
             ``L = 3`` keeps the N = 3 layer structure with a finer sampler inside each layer; on
             validation it matches N = 3 on inpainting and trails it by 2 dB on SR x4
@@ -118,6 +123,7 @@ class DMILO(Solver):
 
     tuning_knob = "lr_z"
     tuning_factors = (0.5, 1.0, 2.0)
+    latent_priors = True
 
     def __init__(
         self,
@@ -141,7 +147,11 @@ class DMILO(Solver):
         check_positive("num_inner", num_inner, integer=True, allow_zero=True)
         if num_inner_intermediate is not None:
             check_positive("num_inner_intermediate", num_inner_intermediate, integer=True, allow_zero=True)
-        if num_layers is not None:
+        if isinstance(num_layers, (list, tuple)):
+            if not num_layers or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in num_layers):
+                raise ValueError(f"num_layers must be a positive int or a list of positive step counts, got {num_layers!r}.")
+            num_layers = [int(k) for k in num_layers]
+        elif num_layers is not None:
             check_positive("num_layers", num_layers, integer=True)
         check_positive("lr_z", lr_z, allow_zero=True)
         check_positive("lr_nu", lr_nu, allow_zero=True)
@@ -199,6 +209,14 @@ class DMILO(Solver):
         Raises:
             ValueError: ``num_layers`` is larger than the prior's number of steps.
         """
+        if isinstance(self.num_layers, list):
+            if sum(self.num_layers) != num_steps:
+                raise ValueError(f"num_layers {self.num_layers} must sum to the prior's number of steps ({num_steps}), "
+                                 f"got {sum(self.num_layers)}.")
+            bounds = [0]
+            for size in self.num_layers:
+                bounds.append(bounds[-1] + size)
+            return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
         layers = num_steps if self.num_layers is None else self.num_layers
         if layers > num_steps:
             raise ValueError(f"num_layers must be at most the prior's number of DDIM steps ({num_steps}), got {layers}.")
@@ -212,7 +230,8 @@ class DMILO(Solver):
 
     @staticmethod
     def apply_layer(prior: Any, z: torch.Tensor, block: range) -> torch.Tensor:
-        """``g_j(z)``: the DDIM steps of ``block`` applied in order ``(B, C, H, W) -> (B, C, H, W)``."""
+        """``g_j(z)``: the steps of ``block`` applied in order ``(B, C, H, W) -> (B, C', H', W')`` (a latent
+        prior's last step is its decoder, which changes the shape)."""
         for i in block:
             z = prior.step(z, i)
         return z
@@ -245,7 +264,7 @@ class DMILO(Solver):
             for j, block in enumerate(blocks):
                 latents.append(self.apply_layer(prior, latents[j], block))
         state.count(forward=n, nfe=n)
-        deviations = [torch.zeros_like(z0) for _ in blocks]
+        deviations = [torch.zeros_like(latents[j + 1]) for j in range(len(blocks))]  # a decoder layer's is image-shaped
         ctx.latents, ctx.deviations = latents, deviations
         state.extras.update(latents=latents, deviations=deviations)
         state.x = latents[-1].clamp(-1.0, 1.0)

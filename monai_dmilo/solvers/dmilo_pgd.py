@@ -90,7 +90,7 @@ class DMILOPGD(DMILO):
         self.fidelity = fidelity
 
     def _begin(self, ctx: DMILOProblem) -> None:
-        ctx.X = torch.zeros_like(ctx.latents[0])
+        ctx.X = torch.zeros_like(ctx.latents[-1])
 
     def _last_target(self, ctx: DMILOProblem) -> torch.Tensor:
         step = FIDELITY_STEPS[self.fidelity]

@@ -62,6 +62,8 @@ class DMPlug(Solver):
         self.report_every = report_every
         self.check_every = check_every
 
+    latent_priors = True
+
     def _progress_total(self, prior: Prior) -> int | None:
         return self.num_iters + 1
 

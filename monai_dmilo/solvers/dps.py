@@ -46,6 +46,7 @@ class DPS(SamplingSolver):
     """
 
     tuning_knob = "zeta"
+    latent_priors = True  # the data fit of the decoded x0, differentiated through the decoder
 
     backward_passes = 1
 
@@ -70,12 +71,13 @@ class DPS(SamplingSolver):
         sigma = ddim_sigma(self.eta, a_t, a_prev)
         z = z.detach().requires_grad_(True)
         x0, eps = prior.denoise(z, i)
-        residual_norm = per_sample_norm(y - operator(x0))
+        image = prior.decode(x0) if getattr(prior, "is_latent", False) else x0
+        residual_norm = per_sample_norm(y - operator(image))
         (grad,) = torch.autograd.grad(residual_norm.sum(), z)
         with torch.no_grad():
             z_prev = ddim_update(x0, eps, a_prev, sigma, rngs)
             fit = residual_norm.detach().square() / _num_elements(y)
-            return z_prev - self.zeta * grad, x0.detach(), fit
+            return z_prev - self.zeta * grad, image.detach(), fit
 
 
 def _num_elements(y: torch.Tensor) -> int:

@@ -28,6 +28,8 @@ class PseudoInverse(Solver):
     tuning_factors = ()
     requires = "pseudo_inverse"
 
+    latent_priors = True  # the prior is not used
+
     def _progress_total(self, prior: Prior) -> int | None:
         return 1
 

@@ -79,10 +79,12 @@ class SamplingSolver(StepwiseSolver):
 
     def _run(self, state: RunState, y: Tensor, operator: Operator, prior: Prior, z0: Tensor, rngs: Rngs) -> None:
         prior = self._uniform_prior(prior)
-        total = prior.num_steps
+        total = getattr(prior, "num_diffusion_steps", prior.num_steps)  # a latent prior's decoder is no step here
+        decode = getattr(prior, "decode", None)
         context = self._prepare(y, operator, z0)
         z = z0
-        state.x = z0.clamp(-1.0, 1.0)
+        with torch.no_grad():
+            state.x = (z0 if decode is None else decode(z0)).clamp(-1.0, 1.0)
         for i in range(total):
             z, x0, fit = self._step(prior, i, z, y, operator, rngs, context)
             state.count(forward=1, backward=self.backward_passes, nfe=1)
@@ -91,5 +93,5 @@ class SamplingSolver(StepwiseSolver):
                     fit = per_sample_mean_square(operator(x0) - y)
             self._record_step(state, i, total, x0, fit)
         with torch.no_grad():
-            final = z.detach().clamp(-1.0, 1.0)
+            final = (z.detach() if decode is None else decode(z.detach())).clamp(-1.0, 1.0)
             state.record(final, {"data_fit": per_sample_mean_square(operator(final) - y)}, position=total)

@@ -63,11 +63,14 @@ class TV(Solver):
         self.lam, self.num_iters, self.lr, self.delta = float(lam), int(num_iters), float(lr), float(delta)
         self.report_every = report_every
 
+    latent_priors = True  # the prior is not used
+
     def _progress_total(self, prior: Prior) -> int | None:
         return -(-self.num_iters // self.report_every)
 
     def _run(self, state: RunState, y: Tensor, operator: Operator, prior: Prior, z0: Tensor, rngs: Rngs) -> None:
-        x = torch.zeros_like(z0, requires_grad=True)
+        shape = (z0.shape[0], *(getattr(prior, "image_shape", None) or z0.shape[1:]))  # a latent prior's z0 is no image
+        x = torch.zeros(shape, dtype=z0.dtype, device=z0.device, requires_grad=True)
         state.x = x.detach().clone()
         optimizer = torch.optim.Adam([x], lr=self.lr)
         for k in range(self.num_iters):

@@ -67,10 +67,23 @@ def load_task(name_or_path: str | Path) -> dict[str, Any]:
     return task
 
 
-def task_model_config(task: dict[str, Any], checkpoint: str | Path | None = None) -> str:
-    """The model config a run uses when none is given: the one ``train.yaml`` wrote next to
-    ``checkpoint`` (``<stem>.yaml``), else the task's ``prior`` (a name in ``configs/models`` or a
-    path), else :data:`DEFAULT_PRIOR`; a shipped name is returned as its path."""
+def task_model_config(task: dict[str, Any], checkpoint: str | Path | None = None,
+                      prior: str | Path | None = None) -> str:
+    """The model config a run uses when none is given: ``prior`` (the ``--prior`` a user gave: a
+    model YAML, a prior name, a diffusers folder or a MONAI bundle folder), else the one
+    ``train.yaml`` wrote next to ``checkpoint`` (``<stem>.yaml``), else the task's ``prior`` (a name
+    in ``configs/models`` or a path), else :data:`DEFAULT_PRIOR`; a shipped name is returned as its path."""
+    if prior:
+        path = Path(str(prior))
+        if path.suffix in (".pt", ".pth", ".bin", ".safetensors"):  # a weights file: the model config beside it
+            beside = path.with_suffix(".yaml")
+            if not beside.is_file():
+                raise ValueError(f"--prior {str(prior)!r} is a weights file with no model config beside it ({beside.name}); "
+                                 "pass --prior <model YAML> --checkpoint <weights> instead.")
+            logger.info("model config %s: the one next to the weights given as --prior", beside)
+            return str(beside)
+        shipped = CONFIG_ROOT / "models" / f"{prior}.yaml"
+        return str(shipped) if shipped.is_file() and not path.exists() else str(prior)
     if checkpoint:
         beside = Path(checkpoint).with_suffix(".yaml")
         if beside.is_file():
