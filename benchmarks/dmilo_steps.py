@@ -67,6 +67,8 @@ VARIANTS = [
     (10, "5 x 20, last jump 333 -> 0, 4 layers", {"num_layers": [3, 3, 3, 1], "prior_timesteps": "last_jump"}, ("dmilo",)),
     (10, "5 x 20, last jump 333 -> 0, 4 layers, lr_z x 2", {"num_layers": [3, 3, 3, 1], "prior_timesteps": "last_jump",
                                                            "lr_z_factor": 2.0}, ("dmilo",)),
+    (10, "5 x 20, last layer's own output", {"estimate": "last_layer"}, ("dmilo",)),
+    (10, "5 x 20, 3 layers, last layer's own output", {"num_layers": 3, "estimate": "last_layer"}, ("dmilo",)),
     (10, "5 x 20, last jump 333 -> 0, 4 layers, lr_z x 4", {"num_layers": [3, 3, 3, 1], "prior_timesteps": "last_jump",
                                                            "lr_z_factor": 4.0}, ("dmilo",)),
 ]

@@ -268,14 +268,16 @@ def test_a_zero_one_prior_solves_the_exactly_rescaled_problem(tmp_path):
     assert float(out.x[~mask].max()) == -1.0  # unobserved: the prior's 0, black
 
 
-def test_evaluate_takes_a_bundle_folder_with_prior(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["latent", "zero_one"])
+def test_evaluate_takes_a_bundle_folder_with_prior(tmp_path, monkeypatch, kind):
     monkeypatch.chdir(REPO)
-    write_bundle(tmp_path / "bundle", latent=True)
+    write_bundle(tmp_path / "bundle", latent=kind == "latent", extra={"image_range": [0.0, 1.0]} if kind == "zero_one" else None)
     make_pngs(tmp_path / "data", 2)
     out = tmp_path / "run"
     run("evaluate.yaml", tmp_path, dataset_dir=str(tmp_path / "data"), output_dir=str(out),
         prior=str(tmp_path / "bundle"), solver="dmilo", solver_overrides={"num_outer": 1, "num_inner": 2})
     assert sorted(r["name"] for r in rows(out / "metrics.csv")) == ["img0", "img1"]
+    assert all(float(r["psnr"]) > 0 for r in rows(out / "metrics.csv"))
 
 
 @pytest.mark.parametrize("safetensors", [False, True])
