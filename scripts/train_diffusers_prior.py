@@ -23,7 +23,7 @@ import torch
 from diffusers import DDIMScheduler, UNet2DModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_latent_prior import load_images  # noqa: E402
+from train_latent_prior import load_images, optimizer_step_with_ema  # noqa: E402
 
 from monai_dmilo.priors.schedules import make_alphas_cumprod  # noqa: E402
 
@@ -68,14 +68,8 @@ def main() -> None:
         a = abar[t].view(-1, 1, 1, 1)
         v = a.sqrt() * eps - (1 - a).sqrt() * x0
         loss = (model(a.sqrt() * x0 + (1 - a).sqrt() * eps, t).sample - v).square().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        decay = min(0.999, (1 + it) / (10 + it))
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), model.parameters()):
-                p_ema.lerp_(p, 1 - decay)
-        losses.append(float(loss))
+        optimizer_step_with_ema(loss, optimizer, model, ema, it)
+        losses.append(float(loss.detach()))
         done = (time.time() - t0) / 60 >= args.minutes
         if (it + 1) % 100 == 0 or done or it + 1 == args.iterations:
             seconds = elapsed + time.time() - t0

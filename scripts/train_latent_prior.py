@@ -141,14 +141,8 @@ def train_diffusion(latents: torch.Tensor, out: Path, iterations: int, batch: in
         zt = a.sqrt() * x0 + (1 - a).sqrt() * eps
         v = a.sqrt() * eps - (1 - a).sqrt() * x0
         loss = (model(zt, t) - v).square().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        decay = min(0.999, (1 + it) / (10 + it))
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), model.parameters()):
-                p_ema.lerp_(p, 1 - decay)
-        losses.append(float(loss))
+        optimizer_step_with_ema(loss, optimizer, model, ema, it)
+        losses.append(float(loss.detach()))
         if (it + 1) % 250 == 0 or it + 1 == iterations:
             _log(out / "diffusion_log.jsonl", {"iteration": it + 1, "v_mse": float(np.mean(losses[-250:])),
                                                  "seconds": time.time() - t0})
@@ -156,6 +150,18 @@ def train_diffusion(latents: torch.Tensor, out: Path, iterations: int, batch: in
             torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                         "iteration": it + 1}, ckpt)
     return ema.eval()
+
+
+def optimizer_step_with_ema(loss: torch.Tensor, optimizer: torch.optim.Optimizer, model: torch.nn.Module,
+                            ema: torch.nn.Module, iteration: int) -> None:
+    """One optimiser step on ``loss``, then the EMA of the weights (decay ``min(0.999, (1 + t) / (10 + t))``)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    decay = min(0.999, (1 + iteration) / (10 + iteration))
+    with torch.no_grad():
+        for p_ema, p in zip(ema.parameters(), model.parameters()):
+            p_ema.lerp_(p, 1 - decay)
 
 
 def write_bundle(folder: Path, autoencoder: AutoencoderKL, network: DiffusionModelUNet, scale_factor: float) -> None:
