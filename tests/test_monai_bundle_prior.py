@@ -201,7 +201,7 @@ def test_dmilo_on_a_latent_prior_has_a_latent_and_an_image_deviation_and_fits_it
     write_bundle(tmp_path / "bundle", latent=True)
     prior = build_prior(tmp_path / "bundle", num_steps=2)
     op, y = _inpainting(prior)
-    out = DMILO(num_outer=4, num_inner=30, lr_z=0.05, lr_nu=0.01, lambda_nu=0.0).solve(y, op, prior, seed=0)
+    out = DMILO(num_outer=2, num_inner=25, lr_z=0.05, lr_nu=0.01, lambda_nu=0.0).solve(y, op, prior, seed=0)
     start = per_sample_mean_square(op(out.extras["initial_x"]) - y)
     shapes = [tuple(d.shape[1:]) for d in out.extras["deviations"]]
     assert shapes == [prior.latent_shape, prior.latent_shape, prior.image_shape]
