@@ -47,7 +47,7 @@ def write_bundle(folder, *, latent=False, fmt="json", scheduler=SCHEDULER, extra
     config = {"imports": ["$import torch"], "bundle_root": ".", "device": "$torch.device('cpu')",
               "image_dim": SIZE, "image_size": [1, "@image_dim", "@image_dim"],
               "network_def": LATENT if latent else UNET, "noise_scheduler": scheduler,
-              "load_diffusion": "$@network_def.load_state_dict(torch.load(@bundle_root + '/models/model.pt'))",
+              "load_diffusion": "$@network_def.load_state_dict(torch.load(@bundle_root + '/models/model.pt', weights_only=True))",
               **(extra or {})}
     network = _network(config["network_def"])
     torch.save(state if state is not None else network.state_dict(), folder / "models" / "model.pt")
@@ -130,6 +130,11 @@ def test_weights_saved_by_monai_generative_are_converted(tmp_path):
     z = torch.randn(1, 1, SIZE, SIZE)
     with torch.no_grad():
         torch.testing.assert_close(prior.network.network(z, torch.tensor([500])), network(z, torch.tensor([500])))
+    # an old file missing a weight is refused, not loaded with that weight left at its random init
+    incomplete = {k: v for k, v in old.items() if k != "out.2.conv.bias"}
+    assert len(incomplete) == len(old) - 1
+    torch.save(incomplete, tmp_path / "bundle" / "models" / "model.pt")
+    assert "load_old_state_dict left 0 weights unplaced" in error_line(build_prior, tmp_path / "bundle")
 
 
 def test_intensity_range_comes_from_the_bundles_scaling(tmp_path):

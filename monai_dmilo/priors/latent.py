@@ -109,13 +109,14 @@ class LatentDDIM(nn.Module):
             return self.decode(z)
         return self.latent.step(z, i)
 
+    def _with_latent(self, latent: StepwiseDDIM) -> "LatentDDIM":
+        return LatentDDIM(latent, self.decoder, scale_factor=self.scale_factor, image_shape=self.image_shape)
+
     def with_timesteps(self, timesteps: Sequence[Sequence[int]]) -> "LatentDDIM":
-        return LatentDDIM(self.latent.with_timesteps(timesteps), self.decoder, scale_factor=self.scale_factor,
-                          image_shape=self.image_shape)
+        return self._with_latent(self.latent.with_timesteps(timesteps))
 
     def with_uniform_steps(self, num_steps: int) -> "LatentDDIM":
-        return LatentDDIM(self.latent.with_uniform_steps(num_steps), self.decoder, scale_factor=self.scale_factor,
-                          image_shape=self.image_shape)
+        return self._with_latent(self.latent.with_uniform_steps(num_steps))
 
     def sample(self, z0: torch.Tensor) -> torch.Tensor:
         """``G(z0)``: the latent steps from ``z0`` ``(B, c, h, w)``, then the decoder."""

@@ -355,7 +355,9 @@ def load_prior(
 
 def _load_strict_or_old(network: nn.Module, state: Mapping[str, torch.Tensor], fmt: str | None) -> None:
     """Strict loading; for a MONAI bundle whose keys do not match, MONAI's ``load_old_state_dict``
-    (weights saved by MONAI Generative) followed by a strict check that every weight was set."""
+    (weights saved by MONAI Generative). That function starts from the network's own (random)
+    weights and ignores what it cannot place, so it is accepted only when it placed every old
+    weight and there were exactly as many as the network has: then each weight was set once."""
     try:
         load_into(network, state, strict=True)
         return
@@ -364,11 +366,15 @@ def _load_strict_or_old(network: nn.Module, state: Mapping[str, torch.Tensor], f
             raise
         first = err
     old = dict(state)
+    expected = len(network.state_dict())
     try:
-        network.load_old_state_dict(old)  # pops what it converts; load_state_dict inside is strict
+        network.load_old_state_dict(old)  # pops every weight it places
     except (KeyError, RuntimeError) as err:
         raise ValueError(f"{first} (MONAI's load_old_state_dict could not convert them either: "
                          f"{type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+    if old or len(state) != expected:
+        raise ValueError(f"{first} (MONAI's load_old_state_dict left {len(old)} weights unplaced and the file holds "
+                         f"{len(state)} weights for the network's {expected})")
     logging.getLogger(__name__).info("converted weights saved by MONAI Generative with load_old_state_dict")
 
 

@@ -71,7 +71,8 @@ class DPS(SamplingSolver):
         sigma = ddim_sigma(self.eta, a_t, a_prev)
         z = z.detach().requires_grad_(True)
         x0, eps = prior.denoise(z, i)
-        image = prior.decode(x0) if getattr(prior, "is_latent", False) else x0
+        decode = getattr(prior, "decode", None)  # a latent prior's decoder, as SamplingSolver reads it
+        image = x0 if decode is None else decode(x0)
         residual_norm = per_sample_norm(y - operator(image))
         (grad,) = torch.autograd.grad(residual_norm.sum(), z)
         with torch.no_grad():
