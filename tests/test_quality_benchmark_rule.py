@@ -206,3 +206,51 @@ def test_dmplug_caveat_only_while_its_curve_still_rises():
     assert "0.50 dB per 100 iterations" in quality.still_rising(rising)
     assert quality.still_rising(flat) is None
     assert quality.still_rising({"49": [10.0]}) is None          # too short a run to say
+
+
+def test_the_oracle_is_the_best_recorded_iterate_projections_and_gradient_iterates_included():
+    from helpers import mask_problem
+
+    from monai_dmilo.solvers import DMILOPGD
+
+    y, op, generator = mask_problem(batch=3)
+    truth = y.clone()  # any reference will do: the oracle is scored against problem["truth"]
+    truth[op.mask == 0] = 0.3
+    problem = {"truth": truth, "y": y, "operator": op, "generator": generator, "seeds": [1, 2, 3],
+               "names": ["a", "b", "c"], "split": "validation"}
+    params = {"num_outer": 3, "num_inner": 4, "lr_x": 0.3}
+    result = rule.run_once("dmilo_pgd", params, problem, oracle=True)
+    scores = []
+
+    def collect(record):
+        for key in ("x", "x_prime"):
+            scores.append(rule.psnr(record[key].clamp(-1, 1), truth))
+
+    out = DMILOPGD(**params, callback=collect).solve(y, op, generator, seed=[1, 2, 3])
+    expected = torch.stack(scores + [rule.psnr(out.x.clamp(-1, 1), truth)]).max(0).values
+    assert result["oracle_psnr"] == pytest.approx(expected.tolist(), abs=1e-4)
+    assert all(o >= f for o, f in zip(result["oracle_psnr"], result["psnr"]))
+    assert len(result["oracle_record"]) == 3
+
+
+def test_the_options_study_combines_the_two_best_options_that_change_different_settings(monkeypatch):
+    import dmilo_options
+
+    base = {"lr_z": 0.02, "num_inner": 20}
+    monkeypatch.setattr(dmilo_options, "options", lambda bench, solver: {
+        "a": {"output": "gradient"}, "b": {"lr_z": 0.04}, "c": {"refine": {"steps": 1, "lr": "auto"}},
+        "d": {"output": "discrepancy"}})
+    gains = {"output": {"gradient": 1.0, "discrepancy": 0.9}, "lr_z": {0.04: 0.2}}
+
+    def score(p):
+        return sum(gains.get(k, {}).get(v, 0.0) for k, v in p.items() if isinstance(v, (str, float))) \
+            - (0.5 if "refine" in p else 0.0)
+
+    bench = FakeBench(score, base)
+    bench.chosen = lambda solver, run: dict(base)
+    rows = dmilo_options.validation_rows(bench, "dmilo_pgd", run=True)
+    names = [name for name, _, _ in rows]
+    # a and d both change the output: the pair is a (best) with b, the next option on another setting
+    assert names == ["base (frozen setting)", "a", "b", "c", "d", "a + b"]
+    assert rows[-1][1] == {"lr_z": 0.04, "num_inner": 20, "output": "gradient"}
+    assert dmilo_options.chosen(rows)[0] == "a + b"

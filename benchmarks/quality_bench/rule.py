@@ -6,11 +6,13 @@ import json
 import time
 
 import numpy as np
+import torch
 
 from common import psnr
 
 from monai_dmilo.priors.checkpoints import sha256_of  # noqa: E402
 from monai_dmilo.priors.loading import build_prior, load_model_config  # noqa: E402
+from monai_dmilo.solvers import SOLVERS as SOLVER_CLASSES  # noqa: E402
 from monai_dmilo.solvers import build as build_solver  # noqa: E402
 from monai_dmilo.solvers import load_solver_preset, task_solver_preset  # noqa: E402
 from monai_dmilo.workflow.tasks import load_task  # noqa: E402
@@ -42,16 +44,33 @@ def grid(solver: str, base: dict) -> list[dict]:
     return [{**base, knob: float(f"{base[knob] * f:.6g}")} for f in factors]
 
 
-def run_once(solver: str, params: dict, problem: dict, *, trace_every: int | None = None, **extra) -> dict:
-    """Solve the split's problem; PSNR / SSIM of the final iterate (and of every ``trace_every``-th)."""
+def run_once(solver: str, params: dict, problem: dict, *, trace_every: int | None = None, oracle: bool = False,
+             **extra) -> dict:
+    """Solve the split's problem; PSNR / SSIM of the final iterate (and of every ``trace_every``-th).
+
+    ``oracle``: also the reference code's oracle, per image the best PSNR over every iterate the
+    solver records (each step of the stepwise solvers; DMILO-PGD's projections and gradient
+    iterates X'), as ``oracle_psnr`` with ``oracle_record`` (the record index, ``"k'"`` for X' of
+    outer iteration k). It reads the ground truth: a column of its own, never a selection."""
     truth = problem["truth"]
     trace: dict[int, list[float]] = {}
+    best = torch.full((truth.shape[0],), -float("inf"), dtype=torch.float64)
+    best_at = ["-"] * truth.shape[0]
 
     def callback(record: dict) -> None:
-        trace[record["record"]] = psnr(record["x"].clamp(-1, 1), truth).tolist()
+        if trace_every:
+            trace[record["record"]] = psnr(record["x"].clamp(-1, 1), truth).tolist()
+        if oracle:
+            for name, suffix in (("x", ""), ("x_prime", "'")):
+                if name in record:
+                    value = psnr(record[name].clamp(-1, 1), truth).double()
+                    for b in torch.nonzero(value > best).flatten().tolist():
+                        best[b], best_at[b] = value[b], f"{record['record']}{suffix}"
 
+    if oracle and "report_every" in SOLVER_CLASSES[solver].__init__.__code__.co_varnames:
+        extra["report_every"] = 1  # every recorded iterate reaches the callback (results unchanged)
     start = time.perf_counter()
-    out = build_solver(solver, **params, **extra, callback=callback if trace_every else None).solve(
+    out = build_solver(solver, **params, **extra, callback=callback if trace_every or oracle else None).solve(
         problem["y"], problem["operator"], problem["generator"], seed=problem["seeds"])
     seconds = time.perf_counter() - start
     x = out.x.clamp(-1, 1)
@@ -62,6 +81,10 @@ def run_once(solver: str, params: dict, problem: dict, *, trace_every: int | Non
         result["lpips"] = perceptual.tolist()
     if trace_every:
         result["trace"] = {str(k): v for k, v in trace.items()}
+    if oracle:
+        final = psnr(x, truth).double()
+        result["oracle_psnr"] = torch.maximum(best, final).tolist()  # the final iterate counts too
+        result["oracle_record"] = [at if b >= f else "final" for at, b, f in zip(best_at, best.tolist(), final.tolist())]
     if problem["split"] == "test":
         result["panel"] = np.round(x[:PANEL_IMAGES, 0].numpy(), 3).tolist()
     return result
@@ -146,14 +169,41 @@ class TaskBench:
         if result is None and run:
             label = f"{self.name} {split} {solver} {rule} {params}"
             print(f"[{time.strftime('%H:%M:%S')}] {label} ...", flush=True)
-            extra = GT_FREE_RULES[rule](self.task["noise_sigma"])
-            result = run_once(solver, params, self.problem(split), **extra, **kwargs)
+            extra = GT_FREE_RULES[rule](self.task["noise_sigma"]) if rule in GT_FREE_RULES else {}
+            result = run_once(solver, params, self.problem(split), oracle=rule == "oracle", **extra, **kwargs)
             self.cache.put(key, result)
             print(f"    {np.mean(result['psnr']):.2f} dB, {result['nfe']} NFE, {result['seconds']:.0f} s", flush=True)
         return result
 
     def base(self, solver: str) -> dict:
         return preset_params(solver, self.task["solver_task"], self.task["noise_sigma"])
+
+    def paper_params(self, solver: str) -> dict:
+        """The solver's shipped preset as it stands (the papers' defaults; DMILO's own inner budget and
+        DMPlug's iteration count included), with the task's noise level where the solver takes one."""
+        params = dict(load_solver_preset(task_solver_preset(self.task["solver_task"], solver))["params"])
+        for key in ("sigma_y", "sigma_n"):
+            if key in params:
+                params[key] = self.task["noise_sigma"]
+        return params
+
+    def protocol_rows(self, run: bool, solvers: list[str] = SOLVERS,
+                      settings: tuple[str, ...] = ("tuned", "paper")) -> dict[str, dict]:
+        """The paper's protocol, measured on the test split: per solver, one run recording the oracle
+        (:func:`run_once`) at the validation-frozen setting (``"<solver>"``) and one at the paper
+        default (``"<solver> paper"``, the same run where the two settings agree). Each result has the
+        final iterate's ``psnr`` and the ``oracle_psnr``; missing ones are run with ``run``."""
+        rows = {}
+        for solver in solvers:
+            chosen = self.chosen(solver, run=False)
+            candidates = {"tuned": (solver, chosen), "paper": (f"{solver} paper", self.paper_params(solver))}
+            for label, params in (candidates[s] for s in settings):
+                if params is None:
+                    continue
+                result = self.cached_or_run("test", solver, params, rule="oracle", run=run)
+                if result is not None:
+                    rows[label] = {**result, "params": params}
+        return rows
 
     def validation(self, solver: str, run: bool) -> list[tuple[dict, dict | None]]:
         """``[(params, result)]`` of the solver's validation grid (the preset first)."""

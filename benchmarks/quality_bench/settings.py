@@ -21,6 +21,9 @@ TASKS = {"inpainting": FASHION, "sr4": FASHION, "gaussian_blur": FASHION, "motio
          "mri": BRAIN, "ct": BRAIN, "ct_head": CT_HEAD, "ct_head_brain_prior": BRAIN}
 #: benchmark task -> its ``configs/tasks`` preset, where the names differ
 TASK_PRESETS = {"ct_head": "ct", "ct_head_brain_prior": "ct"}
+#: the benchmark tasks whose frozen settings become the bundle's validated presets (one per prior and
+#: task preset: not ``ct_head_brain_prior``, the brain prior on CT slices, which ``ct`` covers)
+PRESET_TASKS = ["inpainting", "sr4", "gaussian_blur", "motion_blur", "mri", "ct", "ct_head"]
 #: the tasks on the held-out head CT slices (12 validation and 12 test slices: their most per split)
 CT_TASKS = {"ct_head": 12, "ct_head_brain_prior": 12}
 #: solver -> (knob, multiplicative factors around its preset value), from the solver classes

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from monai.transforms import MapTransform, ScaleIntensityRange
 
-from monai_dmilo.seeds import seed_from_name
+from monai_dmilo.seeds import MAX_SEED, seed_from_name
 
 from .files import image_format, read_image_array
 
@@ -54,8 +54,8 @@ class LoadImageForPriord(MapTransform):
     prior trained on calibrated intensities (CT in Hounsfield units), the prior's fixed
     ``intensity_window`` ``(lo, hi)``: ``lo -> -1``, ``hi -> 1``, values outside clipped. The range
     used is stored as ``intensity_min``/``intensity_max`` so that savers can map reconstructions
-    back. Also writes ``format`` (``"png"``/``"nifti"``/``"dicom"``) and ``seed`` (from the name
-    and ``base_seed``).
+    back. Also writes ``format`` (``"png"``/``"nifti"``/``"dicom"``) and ``seed`` (the item's own
+    ``seed`` when the datalist gives one, else from the name and ``base_seed``).
 
     Args:
         keys: the key holding the file path (normally ``"image"``).
@@ -127,8 +127,18 @@ class LoadImageForPriord(MapTransform):
         d.setdefault("slice", -1)  # batches need the same keys in every item
         d.setdefault("num_slices", 0)
         d.setdefault("volume", "")
-        d["seed"] = seed_from_name(d["name"], self.base_seed)
+        d["seed"] = self._seed(d)
         return d
+
+    def _seed(self, d: dict) -> int:
+        """The item's own ``seed`` (an int in a datalist, e.g. to reproduce a benchmark's measurement),
+        else one derived from its name and ``base_seed``."""
+        if "seed" not in d:
+            return seed_from_name(d["name"], self.base_seed)
+        seed = d["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"datalist item {d['name']!r}: seed must be an int in [0, {MAX_SEED}], got {seed!r}.")
+        return seed
 
 
 def _read_array(path: str, *, as_image: bool, unit_range: tuple[float, float],

@@ -26,7 +26,8 @@ from .dps import DPS
 from .numerics import per_sample_mean_square, per_sample_sum_square
 from .pigdm import PiGDM
 from .pseudo_inverse import PseudoInverse
-from .presets import available_presets, load_solver_preset, resolve_solver_preset, task_solver_preset
+from .presets import (available_presets, load_solver_preset, resolve_solver_preset, run_solver_preset,
+                      task_solver_preset, validated_solver_preset)
 from .reddiff import REDDiff
 from .selection import SELECTION_RULES, SelectionRule, build_selection
 from .tv import TV
@@ -64,6 +65,8 @@ __all__ = [
     "load_solver_preset",
     "resolve_solver_preset",
     "task_solver_preset",
+    "run_solver_preset",
+    "validated_solver_preset",
     "solver_parameters",
     "per_sample_mean_square",
     "per_sample_sum_square",

@@ -168,9 +168,12 @@ class RunState:
         self.kernel: torch.Tensor | None = None
         self.extras: dict[str, Any] = {}
         self.callback = callback
+        #: the per-sample seeds of the solve (set by :meth:`Solver.solve`), e.g. for a nested solve
+        self.seeds: list[int] = []
         self.start = time.perf_counter()
         self._bar = None
         self._reported = 0
+        self._images: Mapping[str, torch.Tensor] = {}
         if progress:
             from tqdm.auto import tqdm
 
@@ -183,14 +186,16 @@ class RunState:
         self.nfe += nfe
 
     def record(self, x: torch.Tensor, values: Mapping[str, torch.Tensor], *, report: bool = True,
-               position: int | None = None) -> None:
+               position: int | None = None, images: Mapping[str, torch.Tensor] | None = None) -> None:
         """Record one iterate ``x`` (B, C, H, W) with its per-sample values (each ``(B,)``).
 
         ``values`` must include ``"data_fit"``. The selection rule sees the iterate. Progress and
         callback fire only when ``report`` (they may synchronise with the device); the bar moves
-        to ``position`` (e.g. the steps done) when given, else counts records.
+        to ``position`` (e.g. the steps done) when given, else counts records. ``images``: other
+        image-shaped iterates of this record that only the callback sees (e.g. DMILO-PGD's ``x_prime``).
         """
         self.x = x
+        self._images = images or {}
         for key, v in values.items():
             self.records.setdefault(key, []).append(v.detach())
         self.selection.update(x, values["data_fit"].detach(), self.num_records)
@@ -212,6 +217,7 @@ class RunState:
                     "elapsed": time.perf_counter() - self.start,
                     "x": self.x.detach(),
                     **{k: v.detach() for k, v in values.items()},
+                    **{k: v.detach() for k, v in self._images.items()},
                 }
             )
 
@@ -320,8 +326,9 @@ class Solver:
         selection_params: keyword arguments of the rule (e.g. ``window``, ``patience``).
         progress: show a tqdm bar (off by default).
         callback: called with a record dict (``record``, ``nfe``, ``elapsed``, ``x`` the current
-            iterate ``(B, C, H, W)``, ``data_fit``, ...) after each outer iteration (each
-            ``report_every`` iterations for DMPlug and DPS); treat ``x`` as read-only. Raising
+            iterate ``(B, C, H, W)``, ``data_fit``, ...; DMILO-PGD adds ``x_prime``, its gradient
+            iterate X') after each outer iteration (each ``report_every`` iterations for DMPlug and
+            the stepwise solvers); treat the tensors as read-only. Raising
             ``KeyboardInterrupt`` from it ends the solve cleanly.
     """
 
@@ -439,6 +446,7 @@ class Solver:
                 callback=self.callback,
                 desc=self.name,
             )
+            state.seeds = seeds
             interrupted = False
             try:
                 with skip_nan_checks():  # y was checked above; no host syncs in the loops

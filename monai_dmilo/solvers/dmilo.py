@@ -34,6 +34,7 @@ import torch
 
 from monai_dmilo.checks import check_positive
 from .base import Operator, Prior, Rngs, RunState, Solver, Tensor, register
+from .dmilo_options import check_refine, check_warm_start, refine, warm_start_chain
 from .numerics import draw_noise, per_sample_mean_square
 from .selection import discrepancy_level
 
@@ -124,6 +125,10 @@ class DMILO(Solver):
             layer's output from its optimised input, ``g_{L-1}(z_{L-1}) + nu_{L-1}`` before the
             regeneration replaces ``z_{L-1}`` (it fits ``y`` as the sweep left it; one more
             evaluation of the last layer per outer iteration).
+        warm_start: ``{"solver": name, "params": {...}}``: start from that solver's estimate instead of
+            the prior's sample (:mod:`.dmilo_options`; its NFE are counted); ``None`` (default): off.
+        refine: ``{"steps": K, "lr": eta}``: K data-fit gradient steps on the final estimate, recorded
+            as one more iterate (:mod:`.dmilo_options`); ``None`` (default): off.
         selection, selection_params, progress, callback: see :class:`~.base.Solver`.
 
     Defaults are the inpainting preset of docs/algorithms.md section 7 (``configs/solvers``).
@@ -149,6 +154,8 @@ class DMILO(Solver):
         operator_factory: Callable[[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]] | None = None,
         inner_discrepancy: Mapping[str, float] | None = None,
         estimate: str = "regenerated",
+        warm_start: Mapping[str, Any] | None = None,
+        refine: Mapping[str, Any] | None = None,
         **common: Any,
     ) -> None:
         super().__init__(**common)
@@ -186,6 +193,10 @@ class DMILO(Solver):
         if estimate not in ESTIMATES:
             raise ValueError(f"estimate must be one of {list(ESTIMATES)}, got {estimate!r}.")
         self.estimate = estimate
+        self.warm_start = check_warm_start(warm_start)
+        if self.warm_start is not None and self.blind:
+            raise ValueError("warm_start needs a known operator; blind deblurring (blind_kernel_size set) has none.")
+        self.refine = check_refine(refine)
 
     @property
     def blind(self) -> bool:
@@ -259,6 +270,14 @@ class DMILO(Solver):
     def _end_outer(self, ctx: DMILOProblem, x: torch.Tensor) -> None:
         """After the regeneration; ``x = clip(z_N)``."""
 
+    def _output(self, ctx: DMILOProblem, x: torch.Tensor, fit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What an outer iteration records, with its data fit ``(B,)``: DMILO's image ``x``."""
+        return x, fit
+
+    def _record_images(self, ctx: DMILOProblem) -> dict[str, torch.Tensor]:
+        """Other iterates of this outer iteration that the callback sees (none for DMILO)."""
+        return {}
+
     # -- the algorithm -------------------------------------------------------------------------
     def _run(self, state: RunState, y: Tensor, operator: Operator, prior: Prior, z0: Tensor, rngs: Rngs) -> None:
         n = prior.num_steps
@@ -270,13 +289,16 @@ class DMILO(Solver):
             ctx.operator = self._make_operator(ctx.logits)
             state.kernel = self._kernel(ctx.logits)
             state.extras["initial_kernel"] = state.kernel
-        # Initialise: z_{j+1} = g_j(z_j) without gradients; nu_j = 0.
-        latents = [z0]
-        with torch.no_grad():
-            for j, block in enumerate(blocks):
-                latents.append(self.apply_layer(prior, latents[j], block))
+        if self.warm_start is not None:  # the chain through the other solver's estimate (nu_j make it exact)
+            latents, deviations = warm_start_chain(prior, blocks, self._warm_estimate(state, y, operator, prior, z0),
+                                                   z0, self.apply_layer)
+        else:  # z_{j+1} = g_j(z_j) without gradients; nu_j = 0
+            latents = [z0]
+            with torch.no_grad():
+                for j, block in enumerate(blocks):
+                    latents.append(self.apply_layer(prior, latents[j], block))
+            deviations = [torch.zeros_like(latents[j + 1]) for j in range(len(blocks))]  # a decoder layer's is image-shaped
         state.count(forward=n, nfe=n)
-        deviations = [torch.zeros_like(latents[j + 1]) for j in range(len(blocks))]  # a decoder layer's is image-shaped
         ctx.latents, ctx.deviations = latents, deviations
         state.extras.update(latents=latents, deviations=deviations)
         state.x = latents[-1].clamp(-1.0, 1.0)
@@ -297,10 +319,29 @@ class DMILO(Solver):
                 fit = per_sample_mean_square(ctx.operator(x) - y)
                 l1 = torch.stack([d.abs().flatten(1).mean(1) for d in deviations]).mean(0)
             self._end_outer(ctx, x)
-            state.record(x, {"data_fit": fit, "deviation_l1": l1})
+            x, fit = self._output(ctx, x, fit)
+            state.record(x, {"data_fit": fit, "deviation_l1": l1}, images=self._record_images(ctx))
             if state.selection.can_stop and state.all_stopped():
                 break
+        if self.refine is not None and self.refine["steps"] > 0 and state.num_records:
+            x = refine(ctx.operator, state.x, y, self.refine["steps"], self.refine["lr"])
+            with torch.no_grad():
+                fit = per_sample_mean_square(ctx.operator(x) - y)
+            state.record(x, {"data_fit": fit, "deviation_l1": l1})
 
+    def _warm_estimate(self, state: RunState, y: Tensor, operator: Operator, prior: Prior, z0: Tensor) -> Tensor:
+        """The warm-start solver's estimate ``(B, C, H, W)`` on the same ``y`` and seeds (NFE counted)."""
+        from monai_dmilo.solvers import build
+
+        from .base import prior_range_map
+
+        if getattr(prior, "is_latent", False) or prior_range_map(prior) is not None:
+            raise ValueError("warm_start needs a pixel prior on [-1, 1]; this prior is latent or has another "
+                             "intensity range.")
+        out = build(self.warm_start["solver"], **self.warm_start["params"]).solve(y, operator, prior, seed=state.seeds)
+        state.count(forward=out.nfe_forward, backward=out.nfe_backward, nfe=out.nfe)
+        state.extras["warm_start_x"] = out.x
+        return out.x.to(z0.dtype)
     def _inner_level(self, ctx: DMILOProblem) -> torch.Tensor | None:
         """The per-sample data-fit level ``(B,)`` ending the last layer's inner loop, or None."""
         if self.inner_discrepancy is None:

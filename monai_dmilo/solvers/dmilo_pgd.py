@@ -1,6 +1,6 @@
 """DMILO-PGD (docs/algorithms.md, section 5, Algorithm 2): projected gradient descent, DMILO as projection.
 
-``X = 0``; per outer iteration:
+``X = 0`` (a warm start's estimate with ``warm_start``); per outer iteration:
 
 1. data-fidelity step(s) ``X' = X - lr_x * grad_X f(X)``, ``num_fidelity_steps`` of them;
 2. projection: the DMILO backward sweep with the last target ``A(X')`` (computed without
@@ -16,27 +16,29 @@ Fidelity variants (``fidelity``), per sample (sums over one sample's elements):
 With a masking operator and ``lr_x = 0.5`` one ``"squared"`` step pastes ``y`` into the observed
 pixels, so ``A(X') = y`` and DMILO-PGD returns DMILO's estimate (section 5).
 
+What each outer iteration reports (``output``): ``"projection"`` (the paper's ``X``), ``"gradient"``
+(its gradient iterate ``X'``, clipped), or ``"discrepancy"``: per sample, ``X`` when its data fit
+``mean(|A(X) - y|^2)`` is within ``tau * sigma^2 *`` the measured fraction of ``y`` (it explains the
+data to the noise level, so the prior's image is kept), else ``X'``, which fits the data better
+(``output_params: {sigma, tau}``, docs/algorithms.md section 13). The algorithm itself always
+continues from ``X``.
+
 In blind mode the fidelity step and ``A(X')`` use the current kernel estimate (held fixed there).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
-from .numerics import per_sample_norm, per_sample_sum_square
+from .dmilo_options import squared_fidelity_step
+from .numerics import per_sample_mean_square, per_sample_norm
+from .selection import discrepancy_level
 from monai_dmilo.checks import check_positive
 from .base import register
 from .dmilo import DMILO, DMILOProblem
 
-__all__ = ["DMILOPGD", "FIDELITY_STEPS"]
-
-
-def _squared_step(operator: Callable, x: torch.Tensor, y: torch.Tensor, lr_x: float) -> torch.Tensor:
-    x = x.detach().requires_grad_(True)
-    loss = per_sample_sum_square(operator(x.clamp(-1.0, 1.0)) - y).sum()
-    (grad,) = torch.autograd.grad(loss, x)
-    return (x - lr_x * grad).detach()
+__all__ = ["DMILOPGD", "FIDELITY_STEPS", "OUTPUTS"]
 
 
 def _norm_clipped_step(operator: Callable, x: torch.Tensor, y: torch.Tensor, lr_x: float) -> torch.Tensor:
@@ -46,8 +48,23 @@ def _norm_clipped_step(operator: Callable, x: torch.Tensor, y: torch.Tensor, lr_
     return (x - lr_x * grad).clamp(-1.0, 1.0).detach()
 
 
+#: what an outer iteration reports (see the module docstring)
+OUTPUTS = ("projection", "gradient", "discrepancy")
+
+
+def _check_output_params(spec: Mapping[str, float] | None) -> dict[str, float] | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping) or not set(spec) <= {"sigma", "tau"} or "sigma" not in spec:
+        raise ValueError(f"output_params must be a mapping {{sigma: <noise std>, tau: <~1>}}, got {spec!r}.")
+    out = {"sigma": float(spec["sigma"]), "tau": float(spec.get("tau", 1.0))}
+    for key, value in out.items():
+        check_positive(f"output_params {key}", value)
+    return out
+
+
 FIDELITY_STEPS: dict[str, Callable[[Callable, torch.Tensor, torch.Tensor, float], torch.Tensor]] = {
-    "squared": _squared_step,
+    "squared": squared_fidelity_step,
     "norm_clipped": _norm_clipped_step,
 }
 
@@ -60,6 +77,8 @@ class DMILOPGD(DMILO):
         lr_x: the fidelity step size eta.
         num_fidelity_steps: fidelity steps per outer iteration (1 for inpainting and SR).
         fidelity: ``"squared"`` or ``"norm_clipped"`` (see module docstring).
+        output: ``"projection"`` (default), ``"gradient"`` or ``"discrepancy"`` (see module docstring).
+        output_params: ``{"sigma": s, "tau": t}`` for ``output="discrepancy"``.
         **dmilo: every :class:`~.dmilo.DMILO` argument (``num_outer``, ``num_inner``, ``lr_z``,
             ``lr_nu``, ``lambda_nu``, ``lambda_z``, blind mode, selection, progress, callback).
 
@@ -75,6 +94,8 @@ class DMILOPGD(DMILO):
         lr_x: float = 0.5,
         num_fidelity_steps: int = 1,
         fidelity: str = "squared",
+        output: str = "projection",
+        output_params: Mapping[str, float] | None = None,
         **dmilo: Any,
     ) -> None:
         super().__init__(**dmilo)
@@ -88,9 +109,17 @@ class DMILOPGD(DMILO):
         self.lr_x = float(lr_x)
         self.num_fidelity_steps = num_fidelity_steps
         self.fidelity = fidelity
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {list(OUTPUTS)}, got {output!r}.")
+        if (output == "discrepancy") != (output_params is not None):
+            raise ValueError(f"output_params {{sigma, tau}} go with output 'discrepancy' (and only with it); "
+                             f"got output {output!r} with output_params {output_params!r}.")
+        self.output = output
+        self.output_params = _check_output_params(output_params)
 
     def _begin(self, ctx: DMILOProblem) -> None:
-        ctx.X = torch.zeros_like(ctx.latents[-1])
+        """``X = 0`` (the paper's), or the warm start's estimate (the chain's initial image) when one is set."""
+        ctx.X = ctx.latents[-1].clamp(-1.0, 1.0) if self.warm_start is not None else torch.zeros_like(ctx.latents[-1])
 
     def _last_target(self, ctx: DMILOProblem) -> torch.Tensor:
         step = FIDELITY_STEPS[self.fidelity]
@@ -103,3 +132,20 @@ class DMILOPGD(DMILO):
 
     def _end_outer(self, ctx: DMILOProblem, x: torch.Tensor) -> None:
         ctx.X = x
+
+    def _output(self, ctx: DMILOProblem, x: torch.Tensor, fit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The projection ``x``, the gradient iterate X' or the per-sample discrepancy choice, with its data fit."""
+        if self.output == "projection":
+            return x, fit
+        with torch.no_grad():
+            x_prime = ctx.X_prime.clamp(-1.0, 1.0)
+            fit_prime = per_sample_mean_square(ctx.operator(x_prime) - ctx.y)
+            if self.output == "gradient":
+                return x_prime, fit_prime
+            level = discrepancy_level(ctx.y, **self.output_params).to(fit.device)
+            keep = fit.double() <= level  # the projection explains y to the noise level
+            return torch.where(keep.view(-1, *(1,) * (x.ndim - 1)), x, x_prime), torch.where(keep, fit, fit_prime)
+
+    def _record_images(self, ctx: DMILOProblem) -> dict[str, torch.Tensor]:
+        """The callback also sees this outer iteration's gradient iterate ``x_prime`` (X', clipped)."""
+        return {"x_prime": ctx.X_prime.clamp(-1.0, 1.0)}

@@ -1,18 +1,28 @@
 """Named solver presets: ``configs/solvers/<name>.yaml`` holding ``{solver: <name>, params: {...}}``.
 
 The paper's per-task settings (docs/algorithms.md, section 7) live there as data, not as code constants.
+The quality benchmark's validation-selected settings for the shipped priors live in
+``configs/solvers/validated/<prior name>/<task>_<solver>.yaml`` (written by
+``python benchmarks/quality.py --write_presets``, with the prior's sha256): a run on that very prior
+uses them (:func:`run_solver_preset`), any other prior the paper's family preset.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
 from monai_dmilo.workflow.presets import CONFIG_ROOT, find_preset, preset_names, read_yaml_mapping
 
-__all__ = ["PRESET_DIR", "available_presets", "load_solver_preset", "resolve_solver_preset", "task_solver_preset"]
+__all__ = ["PRESET_DIR", "VALIDATED_DIR", "available_presets", "load_solver_preset", "resolve_solver_preset",
+           "run_solver_preset", "task_solver_preset", "validated_solver_preset"]
+
+logger = logging.getLogger(__name__)
 
 #: ``configs/solvers`` of the source tree.
 PRESET_DIR = CONFIG_ROOT / "solvers"
+#: the validation-selected presets of the shipped priors: ``<prior name>/<task>_<solver>.yaml``
+VALIDATED_DIR = PRESET_DIR / "validated"
 
 
 def available_presets() -> list[str]:
@@ -61,6 +71,61 @@ def task_solver_preset(solver_task: str, solver: str) -> str:
         f"{solver_task}_{solver}.yaml and {solver}.yaml in {PRESET_DIR}; available: {available}. "
         f"Name one with --solver_preset."
     )
+
+
+def validated_solver_preset(task: str, solver: str, prior_name: str | None, prior_sha256: str | None) -> Path | None:
+    """The quality benchmark's validated preset of ``solver`` on the shipped task ``task`` for the prior
+    ``prior_name``, when one ships and was selected with these very weights (its ``prior_sha256``
+    equals ``prior_sha256``); else None."""
+    if not prior_name or not prior_sha256:
+        return None
+    path = VALIDATED_DIR / str(prior_name) / f"{task}_{solver}.yaml"
+    if not path.is_file():
+        return None
+    recorded = read_yaml_mapping(path, "solver preset").get("prior_sha256")
+    if recorded != prior_sha256:
+        logger.warning("validated preset %s was selected for other weights of %s (sha256 %s..., these %s...); "
+                       "using the paper's preset", path, prior_name, str(recorded)[:12], prior_sha256[:12])
+        return None
+    return path
+
+
+def run_solver_preset(task: Mapping[str, Any], solver: str, model_config: Any,
+                      checkpoint: str | Path | None = None) -> str:
+    """The preset a workflow runs ``solver`` with on ``task``: the validated preset for the prior of
+    ``model_config`` when the task is a shipped one unchanged and the weights (``checkpoint`` where
+    given, else the config's) are the ones it was selected with (by sha256); else
+    :func:`task_solver_preset` (the papers' settings for the task family). The choice is logged.
+
+    Args:
+        task: the loaded task (``monai_dmilo.workflow.tasks.load_task``).
+        solver: the solver's registry name.
+        model_config: the prior's model config (path or mapping, as ``load_model_config`` takes).
+        checkpoint: weights replacing the config's (their sha256 decides).
+    """
+    from monai_dmilo.priors.loading import load_model_config
+    from monai_dmilo.solvers import current_solver_name
+    from monai_dmilo.workflow.tasks import load_task
+
+    family = task_solver_preset(task["solver_task"], solver)
+    solver = current_solver_name(solver)
+    name = str(task.get("name", ""))
+    shipped = (CONFIG_ROOT / "tasks" / f"{name}.yaml").is_file() and load_task(name) == dict(task)
+    validated = None
+    if shipped and model_config is not None:
+        config = load_model_config(model_config)
+        if checkpoint is not None:
+            from monai_dmilo.priors.checkpoints import sha256_of
+
+            digest = sha256_of(checkpoint) if Path(checkpoint).is_file() else None
+        else:
+            digest = config.get("sha256")
+        validated = validated_solver_preset(name, solver, config.get("name"), digest)
+    if validated is None:
+        logger.info("solver preset %s (the papers' settings for %s tasks)", family, task["solver_task"])
+        return family
+    logger.info("solver preset %s (selected for this prior on %s by the quality benchmark)", validated, name)
+    return str(validated)
 
 
 def resolve_solver_preset(

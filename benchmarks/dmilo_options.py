@@ -1,0 +1,157 @@
+"""DMILO's ground-truth-free options on the quality benchmark's tasks, chosen on validation.
+
+For DMILO and DMILO-PGD on each task, the quality benchmark's frozen setting (``TaskBench.chosen``)
+is the base; each option (:data:`OPTIONS`, docs/algorithms.md section 13) is added to it and run on
+the validation split; then the two best options that beat the base are combined. The setting with
+the highest mean validation PSNR (the base included) is frozen and run once on the test split, next
+to the base's cached test run, RED-diff (the benchmark's winner) and TV. Runs share the quality
+benchmark's cache (``docs/benchmarks/quality/<task>.json``), so nothing finished is redone.
+
+    python benchmarks/dmilo_options.py                                   # every task (hours on CPU)
+    python benchmarks/dmilo_options.py --tasks gaussian_blur --solvers dmilo_pgd
+    python benchmarks/dmilo_options.py --report_only                     # docs/benchmarks/dmilo_options.md
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from common import REPO, markdown_table, paired
+
+from quality_bench.rule import TaskBench, mean_psnr
+
+TASKS = ["gaussian_blur", "motion_blur", "ct_head", "sr4", "mri", "inpainting"]
+REPORT = REPO / "docs" / "benchmarks" / "dmilo_options.md"
+
+
+def options(bench: TaskBench, solver: str) -> dict[str, dict]:
+    """Option name -> the parameters it adds to the frozen setting (all ground-truth free)."""
+    sigma = bench.task["noise_sigma"]
+    tv = bench.chosen("tv", run=False)
+    out = {
+        "refine 10 (auto step)": {"refine": {"steps": 10, "lr": "auto"}},
+        "refine 50 (auto step)": {"refine": {"steps": 50, "lr": "auto"}},
+        "warm start: TV": {"warm_start": {"solver": "tv", "params": tv}} if tv else None,
+    }
+    if solver == "dmilo_pgd":
+        base = bench.chosen(solver, run=False)
+        out.update({
+            "output X'": {"output": "gradient"},
+            "output by discrepancy": {"output": "discrepancy", "output_params": {"sigma": sigma, "tau": 1.0}},
+            "lr_z x 0.5": {"lr_z": float(f"{base['lr_z'] * 0.5:.6g}")},
+            "lr_z x 2": {"lr_z": float(f"{base['lr_z'] * 2:.6g}")},
+        })
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def validation_rows(bench: TaskBench, solver: str, run: bool, only: list[str] | None = None) -> list[tuple[str, dict, dict | None]]:
+    """``[(name, params, validation result)]``: the base, each option, then the best two combined
+    (``only``: run just these options now, the others only where cached)."""
+    base = bench.chosen(solver, run=False)
+    if base is None:
+        return []
+    rows = [("base (frozen setting)", base, bench.cached_or_run("validation", solver, base, run=run))]
+    for name, extra in options(bench, solver).items():
+        params = {**base, **extra}
+        rows.append((name, params, bench.cached_or_run("validation", solver, params,
+                                                       run=run and (only is None or name in only))))
+    if any(r is None for _, _, r in rows):
+        return rows
+    better = sorted((r for r in rows[1:] if mean_psnr(r[2]) > mean_psnr(rows[0][2])), key=lambda r: -mean_psnr(r[2]))
+
+    def changed(params: dict) -> dict:
+        return {k: v for k, v in params.items() if base.get(k) != v}
+
+    # the best two options that change different parameters (e.g. an output rule and a warm start), combined
+    pair = next(((a, b) for i, a in enumerate(better) for b in better[i + 1:]
+                 if set(changed(a[1])).isdisjoint(changed(b[1]))), None)
+    if pair is not None:
+        params = {**base, **changed(pair[0][1]), **changed(pair[1][1])}
+        rows.append((f"{pair[0][0]} + {pair[1][0]}", params, bench.cached_or_run("validation", solver, params, run=run)))
+    return rows
+
+
+def chosen(rows: list[tuple[str, dict, dict | None]]) -> tuple[str, dict] | None:
+    if not rows or any(r is None for _, _, r in rows):
+        return None
+    name, params, _ = max(rows, key=lambda r: mean_psnr(r[2]))
+    return name, params
+
+
+def run_task(bench: TaskBench, solvers: list[str], run: bool, only: list[str] | None = None) -> dict:
+    """Validation rows, the chosen option and its test result, per solver."""
+    out = {}
+    for solver in solvers:
+        rows = validation_rows(bench, solver, run, only)
+        pick = chosen(rows)
+        test = None if pick is None else bench.cached_or_run("test", solver, pick[1], run=run)
+        out[solver] = {"rows": rows, "pick": pick, "test": test}
+    return out
+
+
+def _s_per_image(result: dict) -> float:
+    return result["seconds"] / len(result["psnr"])
+
+
+def report(task_names: list[str], count: int) -> str:
+    lines = ["# DMILO's ground-truth-free options (validation-chosen, test-reported)", "",
+             "Command: `python benchmarks/dmilo_options.py`", "", __doc__.split("\n\n")[1].replace("\n", " "), "",
+             "Options (docs/algorithms.md section 13): `refine K` = K data-fit gradient steps on the output, step "
+             "1 / (2 ||A||^2); `warm start: TV` = DMILO started from TV's estimate (the benchmark's frozen TV setting, "
+             "its chain made to regenerate it); DMILO-PGD `output X'` = the gradient iterate instead of the "
+             "projection, `output by discrepancy` = per image, the projection where it fits y to the noise level, "
+             "else X'; `lr_z` = DMILO-PGD's latent step, which the quality benchmark does not tune.", ""]
+    summary = []
+    for name in task_names:
+        bench = TaskBench(name, count)
+        results = run_task(bench, ["dmilo_pgd", "dmilo"], run=False)
+        tests = bench.test_rows(run=False, solvers=["reddiff", "tv", "dmilo", "dmilo_pgd"])
+        lines += [f"## {name}", ""]
+        for solver, res in results.items():
+            rows = [r for r in res["rows"] if r[2] is not None]
+            if not rows:
+                continue
+            base_val = mean_psnr(rows[0][2])
+            table = [[n, f"{mean_psnr(r):.2f}", f"{mean_psnr(r) - base_val:+.2f}", str(r["nfe"]), f"{_s_per_image(r):.1f}"]
+                     for n, _, r in rows]
+            lines += [f"### {solver}", "", markdown_table(["option", "validation PSNR dB", "- base", "NFE / image",
+                                                           "s / image"], table), ""]
+            if res["pick"] is not None and res["test"] is not None and solver in tests:
+                t, b = np.array(res["test"]["psnr"]), np.array(tests[solver]["psnr"])
+                lines += [f"Chosen on validation: **{res['pick'][0]}**; test {t.mean():.2f} dB against the base's "
+                          f"{b.mean():.2f} ({paired(torch.tensor(t - b))}).", ""]
+                summary.append([name, solver, res["pick"][0], f"{b.mean():.2f}", f"{t.mean():.2f}",
+                                f"{np.mean(tests['reddiff']['psnr']):.2f}",
+                                f"{np.mean(tests['tv']['psnr']):.2f}",
+                                f"{res['test']['nfe']} / {tests['reddiff']['nfe']}",
+                                f"{_s_per_image(res['test']):.1f} / {_s_per_image(tests['reddiff']):.1f}"])
+    if summary:
+        head = ["task", "solver", "chosen option", "base test dB", "chosen test dB", "RED-diff", "TV",
+                "NFE (chosen / RED-diff)", "s / image (chosen / RED-diff)"]
+        lines[10:10] = ["## Summary (test split)", "", markdown_table(head, summary), ""]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
+    parser.add_argument("--solvers", nargs="+", default=["dmilo_pgd", "dmilo"], choices=["dmilo_pgd", "dmilo"])
+    parser.add_argument("--count", type=int, default=16)
+    parser.add_argument("--report_only", action="store_true")
+    parser.add_argument("--only", nargs="+", default=None, metavar="OPTION",
+                        help="run just these options now (e.g. \"output X'\"); the test run waits for all of them")
+    args = parser.parse_args()
+    if not args.report_only:
+        for name in args.tasks:
+            bench = TaskBench(name, args.count)
+            for solver, res in run_task(bench, args.solvers, run=True, only=args.only).items():
+                test = "-" if res["test"] is None else f"{np.mean(res['test']['psnr']):.2f} dB"
+                print(f"{name} {solver}: chosen {res['pick'] and res['pick'][0]}; test {test}", flush=True)
+    REPORT.write_text(report(TASKS, args.count))
+    print(f"wrote {REPORT}")
+
+
+if __name__ == "__main__":
+    main()
