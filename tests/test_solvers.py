@@ -14,7 +14,7 @@ from helpers import (
     toy_generator, unconditional, unet_generator,
 )
 from monai_dmilo.priors.stepwise import StepwiseDDIM, linear_alphas_cumprod
-from monai_dmilo.operators.base import ForwardOperator
+from monai_dmilo.operators.base import ForwardOperator, LinearOperator
 from monai_dmilo.operators import build as build_operator
 from monai_dmilo.solvers import (
     DMILO,
@@ -750,6 +750,38 @@ def test_ddrm_with_an_exact_prior_and_noiseless_data_returns_the_truth_up_to_the
         sigma_0 = ((1 - linear_alphas_cumprod()[0]) / linear_alphas_cumprod()[0]).sqrt().item()   # 0.01
         assert (out.x - x_star).abs().max() < 5 * sigma_0
         assert out.nfe == 20 and out.nfe_backward == 0
+
+
+def test_ddrm_does_not_depend_on_the_basis_the_svd_returns_for_repeated_singular_values():
+    """A scaled identity has one repeated singular value: every orthonormal V is a valid SVD (LAPACK's
+    choice changes with the thread count). DDRM's sample must be the same in any of them."""
+    from monai_dmilo.operators.linear_solve import Spectral
+
+    class Scaled(LinearOperator):
+        def __init__(self, basis: torch.Tensor) -> None:
+            super().__init__()
+            self.basis = basis  # (n, n) orthonormal columns
+
+        def forward(self, x):
+            return 0.5 * x
+
+        def adjoint(self, y):
+            return 0.5 * y
+
+        def svd(self, y):
+            b, n = y.shape[0], y[0].numel()
+            vh = self.basis.T.to(y.dtype)
+            return Spectral(s=torch.full((b, n), 0.5, dtype=y.dtype),
+                            ybar=(vh @ (2.0 * y).reshape(b, n, 1)).squeeze(2),
+                            to_spectral=lambda x: (vh @ x.reshape(b, n, 1)).squeeze(2),
+                            from_spectral=lambda xbar: (vh.T @ xbar.unsqueeze(2)).squeeze(2).view(b, 1, 16, 16))
+
+    y, _, generator = mask_problem(2)
+    rotation, _ = torch.linalg.qr(torch.randn(256, 256, generator=torch.Generator().manual_seed(3)))
+    solver = build("ddrm", num_steps=10, eta=0.85, sigma_y=0.05)
+    identity = solver.solve(y, Scaled(torch.eye(256)), generator, seed=[4, 5]).x
+    rotated = solver.solve(y, Scaled(rotation), generator, seed=[4, 5]).x
+    torch.testing.assert_close(rotated, identity, atol=1e-4, rtol=0)
 
 
 def test_ddrm_refuses_an_operator_without_an_svd_and_too_large_dense_svds():

@@ -83,7 +83,9 @@ def _cached_cell(task: str, solver: str, params: dict) -> dict[str, float]:
     """Per-image test PSNR of the benchmark's cached run (image name -> dB)."""
     digest = sha256_of(load_model_config(FASHION)["checkpoint"])[:16]
     cache = json.loads((REPO / "docs" / "benchmarks" / "quality" / f"{task}.json").read_text())
-    key = f"{digest}|test|16|{solver}|final|{json.dumps(params, sort_keys=True)}"
+    from quality_bench.rule import cache_key
+
+    key = cache_key(digest, "test", 16, solver, params)
     assert key in cache, f"the README cell {task} / {solver} is not in the benchmark's cache"
     return dict(zip(cache[key]["images"], cache[key]["psnr"]))
 
@@ -101,7 +103,7 @@ def test_the_bundle_reproduces_a_readme_cell_per_image(tmp_path, task, solver):
                "['bundle/configs/common.yaml','bundle/configs/evaluate.yaml']", "--datalist_file", str(datalist),
                "--task", task, "--solver", solver, "--output_dir", str(out), "--device", "cpu",
                "--solver_progress", "false"]
-    # one thread, as the benchmark ran: DDRM's SVD basis of the resize operator depends on the thread count
+    # one thread, as the benchmark ran
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

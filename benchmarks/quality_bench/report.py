@@ -72,10 +72,27 @@ def task_section(bench: TaskBench) -> tuple[str, dict[str, dict]]:
     return text, rows
 
 
+#: the rows of DMILO's / DMILO-PGD's validation-chosen option (benchmarks/dmilo_options.py)
+OPTION_LABELS = {"dmilo": "dmilo (chosen option)", "dmilo_pgd": "dmilo_pgd (chosen option)"}
+
+
+def option_rows(bench: TaskBench) -> dict[str, dict]:
+    """Test rows of DMILO's and DMILO-PGD's option chosen on validation, where it is not the base setting."""
+    from .presets import options_pick
+
+    rows = {}
+    for solver, label in OPTION_LABELS.items():
+        picked = options_pick(bench, solver)
+        if picked is not None and picked[1] != bench.chosen(solver, run=False):
+            rows[label] = {**picked[2], "params": picked[1], "option": picked[0]}
+    return rows
+
+
 def overview(all_rows: dict[str, dict[str, dict]]) -> str:
     """One table: per task, every solver's test PSNR (NFE), the best in bold."""
     tasks = [t for t in TASKS if all_rows.get(t)]
-    labels = [*SOLVERS, "dmilo + inner discrepancy", "dmilo_pgd + discrepancy", "dmplug + discrepancy"]
+    labels = [*SOLVERS, "dmilo + inner discrepancy", "dmilo_pgd + discrepancy", "dmplug + discrepancy",
+              *OPTION_LABELS.values()]
     lines = []
     for label in labels:
         cells = []
@@ -267,7 +284,7 @@ def write_report(benches: list[TaskBench], command: str) -> dict[str, dict[str, 
     sections, all_rows = [], {}
     for bench in benches:
         text, rows = task_section(bench)
-        all_rows[bench.name] = rows
+        all_rows[bench.name] = {**rows, **option_rows(bench)}
         if rows:
             image = OUT_DIR / f"panel_{bench.name}.png"
             panel(bench, rows, image)

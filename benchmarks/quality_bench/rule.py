@@ -20,7 +20,7 @@ from monai_dmilo.workflow.tasks import load_task  # noqa: E402
 from .cache import Cache
 from .problems import brain_split, ct_split, fashion_split, lpips, make_problem, ssim
 from .settings import (BRAIN, CT_HEAD, CT_TASKS, DMILO_BUDGET, DMILO_LONG_INNER, DMPLUG_BASE, DMPLUG_EVERY, EDGE_STEPS, EXTENDABLE, GRIDS,
-                       GT_FREE_RULES, OUT_DIR, PANEL_IMAGES, PLATEAU_DB, RULES_OF, SOLVERS, SPLIT_SEED,
+                       GT_FREE_RULES, OUT_DIR, PANEL_IMAGES, PLATEAU_DB, REVISIONS, RULES_OF, SOLVERS, SPLIT_SEED,
                        TASK_PRESETS, TASKS)
 
 
@@ -123,6 +123,13 @@ def still_rising(trace: dict[str, list[float]]) -> str | None:
             f"({last} iterations): its count is the budget's cap, not a plateau, and more iterations may do better")
 
 
+def cache_key(digest: str, split: str, count: int, solver: str, params: dict, rule: str = "final") -> str:
+    """A run's cache key: the prior's sha256 prefix, split, image count, solver (with its code revision,
+    :data:`~.settings.REVISIONS`), rule and settings."""
+    revision = f"#{REVISIONS[solver]}" if solver in REVISIONS else ""
+    return f"{digest}|{split}|{count}|{solver}{revision}|{rule}|{json.dumps(params, sort_keys=True)}"
+
+
 class TaskBench:
     """Validation, selection and test runs of every solver on one task."""
 
@@ -152,13 +159,13 @@ class TaskBench:
         return self._problems[split]
 
     def key(self, split: str, solver: str, params: dict, rule: str = "final") -> str:
-        return f"{self.digest}|{split}|{self.count}|{solver}|{rule}|{json.dumps(params, sort_keys=True)}"
+        return cache_key(self.digest, split, self.count, solver, params, rule)
 
     @staticmethod
     def solver_and_params(key: str) -> tuple[str, dict]:
-        """The solver and settings of a cache key made by :meth:`key`."""
+        """The solver and settings of a cache key made by :func:`cache_key`."""
         _, _, _, solver, _, params = key.split("|", 5)
-        return solver, json.loads(params)
+        return solver.split("#")[0], json.loads(params)
 
     def cached_or_run(self, split: str, solver: str, params: dict, *, rule: str = "final", run: bool = True,
                       **kwargs) -> dict | None:

@@ -33,6 +33,10 @@ GRIDS: dict[str, tuple[str | None, tuple[float, ...]]] = {
 #: solvers whose grid grows past a winning edge (not DDRM's eta, bounded by 1: ``tuning_extendable``)
 EXTENDABLE = {name for name, cls in SOLVER_CLASSES.items() if cls.tuning_knob and cls.tuning_extendable}
 EDGE_STEPS = 2
+#: solvers whose results changed with the code since runs were cached: their cache keys carry the
+#: revision (``ddrm#2``), so older runs are never reused. ddrm 2: noise drawn in image space, then
+#: rotated (the sample no longer depends on the SVD's basis, i.e. on the thread count), 2026-12-07
+REVISIONS = {"ddrm": 2}
 #: the order of the runs: cheap solvers first, so that an interrupted benchmark has the most rows
 SOLVERS = ["pseudo_inverse", "tv", "ddrm", "diffpir", "pigdm", "dmilo", "dmilo_pgd", "reddiff", "daps", "dmplug", "dps"]
 #: DMILO / DMILO-PGD: the grid's budget (benchmarks/validation_sweep.py: M = 20 ties 100 on Fashion

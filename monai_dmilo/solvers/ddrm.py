@@ -5,7 +5,8 @@ Sampling over ``num_steps`` uniform timesteps in the spectral basis of the opera
 other linear operators at small image sizes). With ``x = z / sqrt(abar)`` the variance-exploding
 view of the prior's state (noise level ``sigma_t = sqrt((1 - abar_t) / abar_t)``),
 ``xbar = V^T x``, ``ybar = S^+ U^T y``, ``x0bar = V^T x0_hat`` (the prior's clipped clean
-prediction) and fresh noise ``e``, each component ``i`` of a step ``t -> p`` becomes
+prediction) and fresh noise ``e = V^T w`` (``w`` white in image space: the same sample whatever basis
+``svd`` returned for repeated singular values), each component ``i`` of a step ``t -> p`` becomes
 
 * ``s_i = 0`` (unobserved): ``x0bar + sqrt(1 - eta^2) sigma_p (xbar - x0bar) / sigma_t + eta sigma_p e``;
 * ``sigma_p < sigma_y / s_i`` (noisier than the prior here):
@@ -89,7 +90,10 @@ class DDRM(SamplingSolver):
             x0, _ = prior.denoise(z, i)
             xbar = spectral.to_spectral(z / math.sqrt(a_t))
             x0bar = spectral.to_spectral(x0)
-            noise = draw_noise(rngs, s.shape[1:], z)
+            # white noise drawn in image space, then rotated: V^T e is white in any orthonormal basis, so
+            # the sample does not depend on which basis the SVD returned for repeated singular values
+            # (LAPACK's choice changes with the thread count)
+            noise = spectral.to_spectral(draw_noise(rngs, z.shape[1:], z)).to(z.dtype)
             keep = math.sqrt(1.0 - self.eta**2) * sigma_p
             unobserved = x0bar + keep * (xbar - x0bar) / sigma_t + self.eta * sigma_p * noise
             noisy = x0bar + keep * (ybar - x0bar) / torch.where(observed, level, torch.ones_like(level)) \

@@ -342,6 +342,7 @@ class DMILO(Solver):
         state.count(forward=out.nfe_forward, backward=out.nfe_backward, nfe=out.nfe)
         state.extras["warm_start_x"] = out.x
         return out.x.to(z0.dtype)
+
     def _inner_level(self, ctx: DMILOProblem) -> torch.Tensor | None:
         """The per-sample data-fit level ``(B,)`` ending the last layer's inner loop, or None."""
         if self.inner_discrepancy is None:
