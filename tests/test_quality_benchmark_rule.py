@@ -254,3 +254,26 @@ def test_the_options_study_combines_the_two_best_options_that_change_different_s
     assert names == ["base (frozen setting)", "a", "b", "c", "d", "a + b"]
     assert rows[-1][1] == {"lr_z": 0.04, "num_inner": 20, "output": "gradient"}
     assert dmilo_options.chosen(rows)[0] == "a + b"
+
+
+def test_protocol_paragraph_splits_the_honest_gap_into_oracle_and_tuning():
+    # per task: PGD oracle gain, best baseline's tuning gain, paper-protocol gap, honest gap (= paper - oracle - tuning)
+    gaps = torch.tensor([[1.0, 0.5, 0.5, -1.0], [3.0, 1.0, -1.5, -5.5]]).numpy()
+    text = report._protocol_paragraph(gaps)
+    assert "is -3.25 dB on average (-5.50 to -1.00)" in text  # honest gap
+    assert "+2.00 dB on average (+1.00 to +3.00)" in text  # oracle gain
+    assert "leads on 1 of 2 tasks" in text
+    assert "explains 2.75 dB" in text
+
+
+def test_the_options_table_goes_between_its_readme_markers_only(tmp_path):
+    import dmilo_options
+
+    readme = tmp_path / "README.md"
+    start, end = dmilo_options.README_MARKERS
+    readme.write_text(f"before\n{start}\nold table\n{end}\nafter\n")
+    dmilo_options.update_readme("| new |", readme)
+    assert readme.read_text() == f"before\n{start}\n| new |\n{end}\nafter\n"
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="options-table-start"):
+        dmilo_options.update_readme("| new |", readme)
