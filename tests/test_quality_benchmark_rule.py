@@ -129,6 +129,14 @@ def test_verdict_names_the_winner_the_cheap_tier_and_dmilo_pgd_paired_to_the_win
     assert ct[4] == "-" and ct[5] == "29.00: -1.50 ± 0.50, 2 of 2"
 
 
+def test_verdict_ranks_dmilo_as_shipped_with_its_chosen_option_in_place_of_its_base_setting():
+    rows = _all_rows()
+    rows["mri"][report.OPTION_LABELS["dmilo_pgd"]] = {**_row([24.0, 25.0], 1518), "option": "output X'"}
+    mri = [c.strip() for c in quality.verdict(rows).splitlines()[2].strip("|").split("|")]
+    # 24.5 dB: behind RED-diff (25.0) only; the base dmilo_pgd row (22.5) is not a competitor
+    assert mri[4] == f"24.50: -0.50 ± 0.50, 2 of {len(quality.SOLVERS)} (output X')"
+
+
 def test_update_readme_rewrites_only_between_the_markers(tmp_path):
     start, end = quality.README_MARKERS
     readme = tmp_path / "README.md"
