@@ -114,6 +114,21 @@ def paired(diff: torch.Tensor) -> str:
     return f"{diff.mean():+.2f} ± {diff.std() / len(diff) ** 0.5:.2f}"
 
 
+def paired_psnr(a: dict, b: dict) -> str:
+    """:func:`paired` of two results' per-image ``"psnr"`` lists (same images, same order): ``a - b``."""
+    return paired(torch.tensor(np.array(a["psnr"]) - np.array(b["psnr"])))
+
+
+def replace_between_markers(path: Path, markers: tuple[str, str], body: str) -> None:
+    """Rewrite the text of ``path`` between its two ``markers`` (each present once, in order) with ``body``."""
+    start, end = markers
+    text = path.read_text()
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"{path} must hold {start!r} once, then {end!r} once")
+    head, rest = text.split(start)
+    path.write_text(f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}")
+
+
 def machine() -> str:
     """The processor, torch threads and version; and the GPU when this process has used CUDA."""
     threads = torch.get_num_threads()

@@ -16,9 +16,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 
-from common import REPO, markdown_table, paired
+from common import REPO, markdown_table, paired_psnr, replace_between_markers
 
 from quality_bench.rule import TaskBench, mean_psnr
 
@@ -102,15 +101,11 @@ SUMMARY_HEAD = ["task", "solver", "chosen option (validation)", "base test dB", 
 README_MARKERS = ("<!-- options-table-start -->", "<!-- options-table-end -->")
 
 
-def _paired(a: dict, b: dict) -> str:
-    return paired(torch.tensor(np.array(a["psnr"]) - np.array(b["psnr"])))
-
-
 def summary_row(name: str, solver: str, res: dict, tests: dict) -> list[str]:
     """One test-split row: the chosen option against the base, RED-diff and TV on the same images."""
     test, red, tv = res["test"], tests["reddiff"], tests["tv"]
     return [name, solver, res["pick"][0], f"{np.mean(tests[solver]['psnr']):.2f}", f"{np.mean(test['psnr']):.2f}",
-            _paired(test, red), _paired(test, tv), f"{test['nfe']} / {red['nfe']}",
+            paired_psnr(test, red), paired_psnr(test, tv), f"{test['nfe']} / {red['nfe']}",
             f"{_s_per_image(test):.1f} / {_s_per_image(red):.1f}"]
 
 
@@ -142,7 +137,7 @@ def report(task_names: list[str], count: int) -> tuple[str, str]:
             if res["pick"] is not None and res["test"] is not None and {solver, "reddiff", "tv"} <= set(tests):
                 lines += [f"Chosen on validation: **{res['pick'][0]}**; test {np.mean(res['test']['psnr']):.2f} dB "
                           f"against the base's {np.mean(tests[solver]['psnr']):.2f} "
-                          f"({_paired(res['test'], tests[solver])}).", ""]
+                          f"({paired_psnr(res['test'], tests[solver])}).", ""]
                 summary.append(summary_row(name, solver, res, tests))
     table = markdown_table(SUMMARY_HEAD, summary) if summary else ""
     if summary:
@@ -153,12 +148,7 @@ def report(task_names: list[str], count: int) -> tuple[str, str]:
 
 def update_readme(table: str, path=REPO / "README.md") -> None:
     """Replace the text between README's :data:`README_MARKERS` with the summary table."""
-    start, end = README_MARKERS
-    text = path.read_text()
-    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
-        raise ValueError(f"{path} must hold {start!r} once, then {end!r} once")
-    head, rest = text.split(start)
-    path.write_text(f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}")
+    replace_between_markers(path, README_MARKERS, table)
 
 
 def main() -> None:

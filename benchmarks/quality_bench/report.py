@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import markdown_table, paired, save_plot
+from common import markdown_table, paired, paired_psnr, replace_between_markers, save_plot
 
 from . import __doc__ as PROTOCOL  # the protocol paragraph of the report
 from .rule import TaskBench, mean_psnr
@@ -138,8 +138,7 @@ def verdict(all_rows: dict[str, dict[str, dict]]) -> str:
             if label == ranked[0]:
                 text += ", wins"
             else:
-                diff = torch.tensor(np.array(rows[label]["psnr"]) - np.array(winner["psnr"]))
-                text += f": {paired(diff)}, {rank} of {len(field)}"
+                text += f": {paired_psnr(rows[label], winner)}, {rank} of {len(field)}"
             return text + (f" ({rows[label]['option']})" if label != solver else "")
 
         complete = all(s in rows for s in SOLVERS)
@@ -239,15 +238,10 @@ def protocol_section(benches: list[TaskBench]) -> str:
 
 def update_readme(all_rows: dict[str, dict[str, dict]], path: Path) -> None:
     """Replace the text between README's :data:`README_MARKERS` with the verdict and the overview tables."""
-    start, end = README_MARKERS
-    text = path.read_text()
-    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
-        raise ValueError(f"{path} must hold {start!r} once, then {end!r} once")
-    head, rest = text.split(start)
     body = ("Who wins at what cost (test split; seconds per image on one CPU thread):\n\n" + verdict(all_rows)
             + "\n\nEvery solver (test PSNR dB, NFE per image in brackets; the best per task in bold):\n\n"
             + overview(all_rows))
-    path.write_text(f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}")
+    replace_between_markers(path, README_MARKERS, body)
 
 
 def plot(all_rows: dict[str, dict[str, dict]], path: Path) -> None:
