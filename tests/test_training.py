@@ -13,6 +13,7 @@ import yaml
 from monai_dmilo.priors.checkpoints import sha256_of
 from helpers import ArrayImageDataset
 from monai_dmilo.training import (
+    RandAcquisitiond,
     RandScaleFromFloord,
     build_diffusion_unet,
     create_prior_trainer,
@@ -177,6 +178,69 @@ def test_rand_scale_from_floor_keeps_background_and_range():
     assert torch.equal(RandScaleFromFloord("image", prob=0.0, factor=0.3)({"image": x})["image"], x)
 
 
+def _brain_like(size: int = 32) -> torch.Tensor:
+    x = torch.full((1, size, size), -1.0)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    inside = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 3) ** 2
+    x[0][inside] = 0.2 + 0.05 * torch.sin(xx[inside].float())
+    return x
+
+
+def test_rand_acquisition_keeps_background_range_and_seed():
+    x = _brain_like()
+    background = x == -1.0
+    make = lambda **kw: RandAcquisitiond("image", **kw).set_random_state(seed=3)  # noqa: E731
+    full = make(bias_field_prob=1.0, blur_prob=1.0, noise_prob=1.0, noise_std=0.05)
+    outs = [full({"image": x})["image"] for _ in range(4)]
+    for y in outs:
+        assert y.shape == x.shape and torch.all(y[background] == -1.0)       # the mask is kept
+        assert -1.0 <= float(y.min()) and float(y.max()) <= 1.0
+        assert float((y - x)[~background].abs().mean()) > 1e-3               # the brain did change
+    assert not torch.equal(outs[0], outs[1])                                  # a new draw per call
+    again = make(bias_field_prob=1.0, blur_prob=1.0, noise_prob=1.0, noise_std=0.05)
+    assert torch.equal(again({"image": x})["image"], outs[0])                 # reproducible by seed
+    # each step alone: noise makes neighbouring brain pixels differ more, blur makes them differ less
+    # (measured in the middle of the disc, away from its edge)
+    rough = lambda y: float((y[0, 12:21, 13:21] - y[0, 12:21, 12:20]).abs().mean())  # noqa: E731
+    assert rough(make(noise_prob=1.0, noise_std=0.05)({"image": x})["image"]) > rough(x) + 0.005
+    assert rough(make(blur_prob=1.0)({"image": x})["image"]) < rough(x)
+    assert torch.equal(RandAcquisitiond("image")({"image": x})["image"], x)   # all probabilities 0: unchanged
+    with pytest.raises(ValueError, match="noise_prob must be in \\[0, 1\\], got 2"):
+        RandAcquisitiond("image", noise_prob=2)
+    with pytest.raises(ValueError, match="blur_sigma"):
+        RandAcquisitiond("image", blur_sigma=(0.8, 0.3))
+
+
+def test_oblique_stacks_rotate_the_volume_and_keep_its_content():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from prepare_data import oblique_stacks, rotate_volume
+
+    vol = np.zeros((40, 48, 36), np.float32)
+    vol[8:32, 10:38, 6:30] = 1.0                                       # a box, 1 mm voxels
+    unrotated = rotate_volume(vol, (0.0, 0.0, 0.0))
+    assert unrotated.shape == (int(np.ceil(np.linalg.norm(vol.shape))),) * 3
+    assert abs(float(unrotated.sum()) - float(vol.sum())) < 1e-3      # identity: the box moved to the centre
+    turned = rotate_volume(vol, (0.0, 0.0, 90.0))
+    assert abs(float(turned.sum()) - float(vol.sum())) / float(vol.sum()) < 0.02
+    def spread(v: np.ndarray) -> list[float]:     # the mass's standard deviation along each axis
+        grids = np.meshgrid(*[np.arange(n) for n in v.shape], indexing="ij")
+        return [float(np.sqrt(np.average((g - np.average(g, weights=v)) ** 2, weights=v))) for g in grids]
+
+    before = spread(vol)
+    np.testing.assert_allclose(spread(turned), [before[1], before[0], before[2]], rtol=0.03)  # x, y swapped
+    stacks = oblique_stacks(vol, (1.0, 1.0, 1.0), count=2, max_angle=20.0, size=16, min_brain_fraction=0.1,
+                            rng=np.random.default_rng(0))
+    assert sorted(stacks) == sorted(f"oblique{k}_{o}" for k in range(2) for o in ("sagittal", "coronal", "axial"))
+    assert all(s.ndim == 3 and s.shape[1:] == (16, 16) and len(s) > 0 for s in stacks.values())
+    assert not np.allclose(stacks["oblique0_axial"][len(stacks["oblique0_axial"]) // 2],
+                           stacks["oblique1_axial"][len(stacks["oblique1_axial"]) // 2])   # different angles
+    with pytest.raises(ValueError, match="1 mm isotropic"):
+        oblique_stacks(vol, (2.0, 2.0, 3.0), count=1, max_angle=20.0, size=16, min_brain_fraction=0.1,
+                       rng=np.random.default_rng(0))
+
+
 def test_bundle_train_config_on_nifti_stacks_with_intensity_augmentation(tmp_path):
     """A 3D NIfTI stack is read slice by slice; epoch_length sets the iterations per epoch."""
     import nibabel as nib
@@ -192,8 +256,8 @@ def test_bundle_train_config_on_nifti_stacks_with_intensity_augmentation(tmp_pat
         dataset_dir=str(data), output_dir=str(out), max_epochs=2, epoch_length=3, batch_size=4, image_size=16,
         channels=[8, 16], attention_levels=[False, True], num_head_channels=8, norm_num_groups=8,
         num_grid_samples=2, grid_steps=2, log_interval=1, checkpoint_interval=3, affine_prob=0.9,
-        affine_translate=2.0, flip_prob=0.5, gamma_prob=0.5, intensity_scale_prob=0.5, device="cpu",
-        model_name="stack_prior",
+        affine_translate=2.0, flip_prob=0.5, gamma_prob=0.5, intensity_scale_prob=0.5, bias_field_prob=0.5,
+        blur_prob=0.5, noise_prob=0.5, device="cpu", model_name="stack_prior",
     )
     rows = _loss_rows(out / "loss.csv")
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4, 5, 6]

@@ -19,7 +19,7 @@ Modules: :mod:`.factory` (network, schedule), :mod:`.data` (augmentation),
 """
 from __future__ import annotations
 
-from .data import RandScaleFromFloord
+from .data import RandAcquisitiond, RandScaleFromFloord
 from .factory import build_ddpm_scheduler, build_diffusion_unet
 from .handlers import LossCSVLogger, SampleGridSaver, StateDictExporter, sample_images, save_image_grid
 from .trainer import create_prior_trainer, train_prior
@@ -28,6 +28,7 @@ __all__ = [
     "build_diffusion_unet",
     "build_ddpm_scheduler",
     "RandScaleFromFloord",
+    "RandAcquisitiond",
     "LossCSVLogger",
     "StateDictExporter",
     "SampleGridSaver",
