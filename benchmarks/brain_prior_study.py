@@ -50,6 +50,7 @@ import torch
 
 from common import REPO, markdown_table, psnr, write_report
 
+from monai_dmilo.priors.checkpoints import sha256_of  # noqa: E402
 from monai_dmilo.priors.loading import build_prior, load_model_config  # noqa: E402
 from monai_dmilo.solvers import build, resolve_solver_preset  # noqa: E402
 from monai_dmilo.workflow.tasks import load_task  # noqa: E402
@@ -64,8 +65,8 @@ PRESET = REPO / "configs" / "solvers" / "validated" / "brain_mri_32" / "mri_dmil
 KSPACE_DIRS = {
     "kspace4x": {"validation": REPO / "data_cache" / "kspace_val", "test": REPO / "data_cache" / "kspace"},
     "kspace32_4x": {"validation": REPO / "data_cache" / "kspace32_val", "test": REPO / "data_cache" / "kspace32"},
+    "kspace32_4x_jsense": {"validation": REPO / "data_cache" / "kspace32_val", "test": REPO / "data_cache" / "kspace32"},
 }
-KSPACE_DIRS["kspace32_4x_jsense"] = KSPACE_DIRS["kspace32_4x"]
 KSPACE_OPTIONS = {"kspace32_4x_jsense": ["--coil_maps", "jsense"]}   # what the workflow advises below 5 columns
 CANDIDATES = {
     "shipped": "the shipped 0.3.0 weights (iteration 2,500)",
@@ -88,9 +89,7 @@ def model_config(candidate: str) -> Path:
 
 
 def checkpoint_sha(config: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(load_model_config(config)["checkpoint"]).read_bytes()).hexdigest()
+    return sha256_of(load_model_config(config)["checkpoint"])
 
 
 def run_kspace(config: Path, dataset_dir: Path, out_dir: Path, options: list[str]) -> dict:

@@ -37,14 +37,15 @@ def options(bench: TaskBench, solver: str) -> dict[str, dict]:
     """Option name -> the parameters it adds to the frozen setting (all ground-truth free)."""
     sigma = bench.task["noise_sigma"]
     tv = bench.chosen("tv", run=False)
+    tv_start = {"warm_start": {"solver": "tv", "params": tv}} if tv else None
     out = {"refine 10 (auto step)": {"refine": {"steps": 10, "lr": "auto"}},
            # a refiner of TV's estimate: one outer iteration from it (a fifth of the NFE), less time to drift away
-           "warm start: TV, 1 outer": {"warm_start": {"solver": "tv", "params": tv}, "num_outer": 1} if tv else None}
+           "warm start: TV, 1 outer": {**tv_start, "num_outer": 1} if tv_start else None}
     if solver == "dmilo_pgd":
         out.update({
             "output X'": {"output": "gradient"},
             "output by discrepancy": {"output": "discrepancy", "output_params": {"sigma": sigma, "tau": 1.0}},
-            "warm start: TV": {"warm_start": {"solver": "tv", "params": tv}} if tv else None,
+            "warm start: TV": tv_start,
         })
     return {k: v for k, v in out.items() if v is not None}
 

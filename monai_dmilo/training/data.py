@@ -70,7 +70,8 @@ class RandAcquisitiond(MapTransform, RandomizableTransform):
     Args:
         keys: keys of ``(C, H, W)`` tensors (the mask is ``x > floor``).
         bias_field_prob: probability of a multiplicative field ``exp(p(u, v))``, ``p`` a random
-            polynomial of degree 3 with coefficients in ``[-bias_coeff, bias_coeff]``.
+            Legendre polynomial of degree 3 with coefficients uniform in ``[0, bias_coeff]`` (MONAI's
+            ``RandBiasField`` with ``coeff_range=(0, bias_coeff)``).
         blur_prob: probability of a Gaussian blur with ``sigma`` in ``blur_sigma`` pixels.
         noise_prob: probability of Rician noise with std up to ``noise_std`` (units of the [0, 1]
             intensity, i.e. half the [-1, 1] range), drawn per call.
