@@ -10,19 +10,24 @@ benchmark's cache (``docs/benchmarks/quality/<task>.json``), so nothing finished
     python benchmarks/dmilo_options.py                                   # every task (hours on CPU)
     python benchmarks/dmilo_options.py --tasks gaussian_blur --solvers dmilo_pgd
     python benchmarks/dmilo_options.py --report_only --readme            # docs/benchmarks/dmilo_options.md, README
+    python benchmarks/dmilo_options.py --timing 4                        # wall time of the picks and RED-diff, together
 """
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
+import torch
 
 from common import REPO, markdown_table, paired_psnr, replace_between_markers
 
-from quality_bench.rule import TaskBench, mean_psnr
+from quality_bench.rule import TaskBench, mean_psnr, run_once
 
 TASKS = ["gaussian_blur", "motion_blur", "ct_head", "sr4", "mri", "inpainting"]
 REPORT = REPO / "docs" / "benchmarks" / "dmilo_options.md"
+#: seconds per image of the chosen settings and RED-diff's, timed back to back in one process (:func:`time_picks`)
+TIMING = REPO / "docs" / "benchmarks" / "dmilo_options_timing.json"
 
 
 #: options defined in docs/algorithms.md section 13 but left out of this study for CPU time (each is one
@@ -38,9 +43,13 @@ def options(bench: TaskBench, solver: str) -> dict[str, dict]:
     sigma = bench.task["noise_sigma"]
     tv = bench.chosen("tv", run=False)
     tv_start = {"warm_start": {"solver": "tv", "params": tv}} if tv else None
+    red = bench.chosen("reddiff", run=False)
     out = {"refine 10 (auto step)": {"refine": {"steps": 10, "lr": "auto"}},
            # a refiner of TV's estimate: one outer iteration from it (a fifth of the NFE), less time to drift away
-           "warm start: TV, 1 outer": {**tv_start, "num_outer": 1} if tv_start else None}
+           "warm start: TV, 1 outer": {**tv_start, "num_outer": 1} if tv_start else None,
+           # the same refiner of the benchmark's winner (RED-diff's time plus a one-outer DMILO)
+           "warm start: RED-diff, 1 outer": {"warm_start": {"solver": "reddiff", "params": red}, "num_outer": 1}
+           if red else None}
     if solver == "dmilo_pgd":
         out.update({
             "output X'": {"output": "gradient"},
@@ -99,17 +108,47 @@ def _s_per_image(result: dict) -> float:
     return result["seconds"] / len(result["psnr"])
 
 
+def time_picks(task_names: list[str], count: int, images: int) -> dict:
+    """Wall time on equal terms: RED-diff's frozen setting and each solver's chosen setting, run back to back
+    on one thread in this process on ``images`` test images; written to :data:`TIMING` per task as
+    ``{solver: {"params", "seconds_per_image"}}`` (the cached runs' times come from runs made at other loads)."""
+    torch.set_num_threads(1)
+    timing = json.loads(TIMING.read_text()) if TIMING.is_file() else {}
+    for name in task_names:
+        bench = TaskBench(name, count)
+        settings = {"reddiff": bench.chosen("reddiff", run=False)}
+        settings.update({solver: res["pick"][1] for solver, res in run_task(bench, ["dmilo_pgd", "dmilo"], run=False).items()
+                         if res["pick"] is not None})
+        problem = TaskBench(name, images).problem("test")
+        row = {"images": len(problem["seeds"])}
+        for solver, params in settings.items():
+            result = run_once(solver, params, problem)
+            row[solver] = {"params": params, "seconds_per_image": round(result["seconds"] / row["images"], 2)}
+            print(f"{name} {solver}: {row[solver]['seconds_per_image']:.1f} s / image", flush=True)
+        timing[name] = row
+        TIMING.write_text(json.dumps(timing, indent=1) + "\n")
+    return timing
+
+
+def timed(task: str, solver: str, params: dict) -> float | None:
+    """Seconds per image of ``params`` from :data:`TIMING`, or None where that setting was not timed."""
+    entry = (json.loads(TIMING.read_text()) if TIMING.is_file() else {}).get(task, {}).get(solver)
+    return entry["seconds_per_image"] if entry and entry["params"] == params else None
+
+
 SUMMARY_HEAD = ["task", "solver", "chosen option (validation)", "base test dB", "chosen test dB",
-                "- RED-diff (± s.e.)", "- TV (± s.e.)", "NFE (chosen / RED-diff)", "s / image (chosen / RED-diff)"]
+                "- RED-diff (± s.e.)", "- TV (± s.e.)", "NFE (chosen / RED-diff)", "s / image, timed together (chosen / RED-diff)"]
 README_MARKERS = ("<!-- options-table-start -->", "<!-- options-table-end -->")
 
 
-def summary_row(name: str, solver: str, res: dict, tests: dict) -> list[str]:
+def summary_row(bench: TaskBench, solver: str, res: dict, tests: dict) -> list[str]:
     """One test-split row: the chosen option against the base, RED-diff and TV on the same images."""
     test, red, tv = res["test"], tests["reddiff"], tests["tv"]
+    name = bench.name
+    seconds = timed(name, solver, res["pick"][1]), timed(name, "reddiff", bench.chosen("reddiff", run=False))
     return [name, solver, res["pick"][0], f"{np.mean(tests[solver]['psnr']):.2f}", f"{np.mean(test['psnr']):.2f}",
             paired_psnr(test, red), paired_psnr(test, tv), f"{test['nfe']} / {red['nfe']}",
-            f"{_s_per_image(test):.1f} / {_s_per_image(red):.1f}"]
+            "not timed" if None in seconds else f"{seconds[0]:.1f} / {seconds[1]:.1f}"]
 
 
 def report(task_names: list[str], count: int) -> tuple[str, str]:
@@ -119,7 +158,8 @@ def report(task_names: list[str], count: int) -> tuple[str, str]:
              "Options (docs/algorithms.md section 13): `refine K` = K data-fit gradient steps on the output, step "
              "1 / (2 ||A||^2); `warm start: TV` = DMILO started from TV's estimate (the benchmark's frozen TV setting, "
              "its chain made to regenerate it), `warm start: TV, 1 outer` the same with one "
-             "outer iteration instead of the frozen setting's; DMILO-PGD `output X'` = the gradient iterate instead of the "
+             "outer iteration instead of the frozen setting's, `warm start: RED-diff, 1 outer` the same from the "
+             "benchmark's frozen RED-diff setting (its NFE and time included); DMILO-PGD `output X'` = the gradient iterate instead of the "
              "projection, `output by discrepancy` = per image, the projection where it fits y to the noise level, "
              "else X'. Defined but not run in this study, for CPU time (one 16-image validation run each per task): "
              + "; ".join(f"{solver}: {', '.join(names)}" for solver, names in NOT_RUN.items()) + ".", ""]
@@ -142,11 +182,13 @@ def report(task_names: list[str], count: int) -> tuple[str, str]:
                 lines += [f"Chosen on validation: **{res['pick'][0]}**; test {np.mean(res['test']['psnr']):.2f} dB "
                           f"against the base's {np.mean(tests[solver]['psnr']):.2f} "
                           f"({paired_psnr(res['test'], tests[solver])}).", ""]
-                summary.append(summary_row(name, solver, res, tests))
+                summary.append(summary_row(bench, solver, res, tests))
     table = markdown_table(SUMMARY_HEAD, summary) if summary else ""
     if summary:
-        lines[preamble:preamble] = ["## Summary (test split)", "", "Differences are per-image means on the same 16 test images "
-                        "(negative: the chosen DMILO loses).", "", table, ""]
+        lines[preamble:preamble] = ["## Summary (test split)", "", "Differences are per-image means on the same test images (16; 12 on head CT) "
+                        "(negative: the chosen DMILO loses). The last column times each chosen setting and RED-diff's back to back "
+                        "on one thread in one process (`python benchmarks/dmilo_options.py --timing 4`, on 4 test images, "
+                        f"{TIMING.name}): a RED-diff warm start's time is RED-diff's plus DMILO's, so it can only be slower.", "", table, ""]
     return "\n".join(lines) + "\n", table
 
 
@@ -162,10 +204,14 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=16)
     parser.add_argument("--report_only", action="store_true")
     parser.add_argument("--readme", action="store_true", help="also rewrite README's options table")
+    parser.add_argument("--timing", type=int, default=None, metavar="IMAGES",
+                        help="time the chosen settings and RED-diff's together on this many test images, then report")
     parser.add_argument("--only", nargs="+", default=None, metavar="OPTION",
                         help="run just these options now (e.g. \"output X'\"); the test run waits for all of them")
     args = parser.parse_args()
-    if not args.report_only:
+    if args.timing:
+        time_picks(args.tasks, args.count, args.timing)
+    elif not args.report_only:
         for name in args.tasks:
             bench = TaskBench(name, args.count)
             for solver, res in run_task(bench, args.solvers, run=True, only=args.only).items():

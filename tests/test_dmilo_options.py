@@ -76,6 +76,24 @@ def test_a_warm_start_counts_the_other_solvers_evaluations_and_checks_its_spec()
     assert error_line(DMILO, warm_start="tv").startswith("monai_dmilo error: warm_start must be a mapping")
 
 
+def test_a_one_outer_refiner_of_reddiff_starts_at_reddiffs_estimate_and_adds_its_evaluations():
+    """``warm start: RED-diff, 1 outer`` (benchmarks/dmilo_options.py): DMILO starts from the estimate RED-diff
+    gives alone on the same y and seeds, counts RED-diff's NFE, and its sweep moves it."""
+    from monai_dmilo.solvers import build
+
+    y, op, generator = mask_problem()
+    red = {"lam": 0.01, "lr": 0.1, "num_steps": 6}
+    alone = build("reddiff", **red).solve(y, op, generator, seed=[1, 2])
+    for solver in (DMILO, DMILOPGD):
+        refiner = solver(num_outer=1, num_inner=5, warm_start={"solver": "reddiff", "params": red})
+        out = refiner.solve(y, op, generator, seed=[1, 2])
+        torch.testing.assert_close(out.extras["warm_start_x"], alone.x)
+        torch.testing.assert_close(out.extras["initial_x"], alone.x.clamp(-1, 1))
+        assert not torch.allclose(out.x, alone.x)
+        cold = solver(num_outer=1, num_inner=5).solve(y, op, generator, seed=[1, 2])
+        assert out.nfe == cold.nfe + alone.nfe
+
+
 def test_refinement_fits_the_data_better_and_one_step_of_half_pastes_a_mask_measurement():
     y, op, generator = mask_problem()
     plain = DMILO(**FAST).solve(y, op, generator, seed=[1, 2])

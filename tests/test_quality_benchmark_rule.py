@@ -285,3 +285,18 @@ def test_the_options_table_goes_between_its_readme_markers_only(tmp_path):
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="options-table-start"):
         dmilo_options.update_readme("| new |", readme)
+
+
+def test_the_options_timing_is_shown_only_for_the_setting_it_timed(tmp_path, monkeypatch):
+    import json
+
+    import dmilo_options
+
+    monkeypatch.setattr(dmilo_options, "TIMING", tmp_path / "timing.json")
+    assert dmilo_options.timed("sr4", "dmilo", {"num_outer": 1}) is None  # nothing timed yet
+    (tmp_path / "timing.json").write_text(json.dumps(
+        {"sr4": {"images": 4, "dmilo": {"params": {"num_outer": 1}, "seconds_per_image": 2.5}}}))
+    assert dmilo_options.timed("sr4", "dmilo", {"num_outer": 1}) == 2.5
+    assert dmilo_options.timed("sr4", "dmilo", {"num_outer": 5}) is None  # the pick changed since: stale
+    assert dmilo_options.timed("sr4", "dmilo_pgd", {"num_outer": 1}) is None
+    assert dmilo_options.timed("mri", "dmilo", {"num_outer": 1}) is None

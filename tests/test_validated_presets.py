@@ -114,3 +114,16 @@ def test_the_bundle_reproduces_a_readme_cell_per_image(tmp_path, task, solver):
         assert abs(value - expected[name]) < 0.01, (name, value, expected[name])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["solver_params"] == params
+
+
+def test_the_kspace_workflow_runs_its_own_validated_preset_before_the_mri_tasks(caplog):
+    mri = load_task("mri")
+    brain = REPO / "configs" / "models" / "brain_mri_32.yaml"
+    with caplog.at_level("INFO"):
+        chosen = run_solver_preset(mri, "dmilo", str(brain), workflow="kspace")
+    assert Path(chosen) == presets.VALIDATED_DIR / "brain_mri_32" / "kspace_dmilo.yaml"
+    assert "on the kspace workflow's validation files" in caplog.text
+    assert load_solver_preset(chosen)["params"] != load_solver_preset(run_solver_preset(mri, "dmilo", str(brain)))["params"]
+    # a solver without a k-space preset runs the MRI task's; another prior has neither
+    assert Path(run_solver_preset(mri, "reddiff", str(brain), workflow="kspace")).name == "mri_reddiff.yaml"
+    assert run_solver_preset(mri, "dmilo", str(FASHION), workflow="kspace") == task_solver_preset(mri["solver_task"], "dmilo")

@@ -91,7 +91,7 @@ def validated_solver_preset(task: str, solver: str, prior_name: str | None, prio
 
 
 def run_solver_preset(task: Mapping[str, Any], solver: str, model_config: Any,
-                      checkpoint: str | Path | None = None) -> str:
+                      checkpoint: str | Path | None = None, workflow: str | None = None) -> str:
     """The preset a workflow runs ``solver`` with on ``task``: the validated preset for the prior of
     ``model_config`` when the task is a shipped one unchanged and the weights (``checkpoint`` where
     given, else the config's) are the ones it was selected with (by sha256); else
@@ -102,6 +102,8 @@ def run_solver_preset(task: Mapping[str, Any], solver: str, model_config: Any,
         solver: the solver's registry name.
         model_config: the prior's model config (path or mapping, as ``load_model_config`` takes).
         checkpoint: weights replacing the config's (their sha256 decides).
+        workflow: a workflow with validated presets of its own (``"kspace"``: chosen on its validation
+            files, ``<prior>/kspace_<solver>.yaml``), tried before the task's.
     """
     from monai_dmilo.priors.loading import load_model_config
     from monai_dmilo.solvers import current_solver_name
@@ -120,11 +122,16 @@ def run_solver_preset(task: Mapping[str, Any], solver: str, model_config: Any,
             digest = sha256_of(checkpoint) if Path(checkpoint).is_file() else None
         else:
             digest = config.get("sha256")
-        validated = validated_solver_preset(name, solver, config.get("name"), digest)
+        for candidate in ([workflow] if workflow else []) + [name]:
+            validated = validated_solver_preset(candidate, solver, config.get("name"), digest)
+            if validated is not None:
+                name = candidate
+                break
     if validated is None:
         logger.info("solver preset %s (the papers' settings for %s tasks)", family, task["solver_task"])
         return family
-    logger.info("solver preset %s (selected for this prior on %s by the quality benchmark)", validated, name)
+    how = f"on the {name} workflow's validation files" if name == workflow else f"on {name} by the quality benchmark"
+    logger.info("solver preset %s (selected for this prior %s)", validated, how)
     return str(validated)
 
 
