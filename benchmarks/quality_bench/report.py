@@ -238,7 +238,9 @@ def protocol_section(benches: list[TaskBench]) -> str:
 
 def update_readme(all_rows: dict[str, dict[str, dict]], path: Path) -> None:
     """Replace the text between README's :data:`README_MARKERS` with the verdict and the overview tables."""
-    body = ("Who wins at what cost (test split; seconds per image on one CPU thread):\n\n" + verdict(all_rows)
+    body = ("Who wins at what cost (test split; seconds per image on one CPU thread, each from its own cached run, "
+            "made at whatever load the machine had then; the options table below times the chosen DMILO settings "
+            "and RED-diff together):\n\n" + verdict(all_rows)
             + "\n\nEvery solver (test PSNR dB, NFE per image in brackets; the best per task in bold):\n\n"
             + overview(all_rows))
     replace_between_markers(path, README_MARKERS, body)
