@@ -287,16 +287,59 @@ def test_the_options_table_goes_between_its_readme_markers_only(tmp_path):
         dmilo_options.update_readme("| new |", readme)
 
 
-def test_the_options_timing_is_shown_only_for_the_setting_it_timed(tmp_path, monkeypatch):
+def test_the_options_timing_is_shown_only_for_the_setting_it_timed_beside_the_reddiff_it_ran_with(tmp_path, monkeypatch):
     import json
 
     import dmilo_options
 
     monkeypatch.setattr(dmilo_options, "TIMING", tmp_path / "timing.json")
-    assert dmilo_options.timed("sr4", "dmilo", {"num_outer": 1}) is None  # nothing timed yet
-    (tmp_path / "timing.json").write_text(json.dumps(
-        {"sr4": {"images": 4, "dmilo": {"params": {"num_outer": 1}, "seconds_per_image": 2.5}}}))
-    assert dmilo_options.timed("sr4", "dmilo", {"num_outer": 1}) == 2.5
-    assert dmilo_options.timed("sr4", "dmilo", {"num_outer": 5}) is None  # the pick changed since: stale
-    assert dmilo_options.timed("sr4", "dmilo_pgd", {"num_outer": 1}) is None
-    assert dmilo_options.timed("mri", "dmilo", {"num_outer": 1}) is None
+    red = {"lam": 0.02}
+    assert dmilo_options.timed("sr4", "dmilo", {"num_outer": 1}, red) is None  # nothing timed yet
+    (tmp_path / "timing.json").write_text(json.dumps({"sr4": {"dmilo": {
+        "params": {"num_outer": 1}, "seconds_per_image": 2.5, "reddiff_params": red, "reddiff_seconds_per_image": 4.0}}}))
+    assert dmilo_options.timed("sr4", "dmilo", {"num_outer": 1}, red) == (2.5, 4.0)
+    assert dmilo_options.timed("sr4", "dmilo", {"num_outer": 5}, red) is None  # the pick changed since: stale
+    assert dmilo_options.timed("sr4", "dmilo", {"num_outer": 1}, {"lam": 0.2}) is None  # so did RED-diff's setting
+    assert dmilo_options.timed("sr4", "dmilo_pgd", {"num_outer": 1}, red) is None
+    assert dmilo_options.timed("mri", "dmilo", {"num_outer": 1}, red) is None
+
+
+def test_the_budget_pick_is_the_best_validated_budget_option_of_either_solver_and_waits_for_all():
+    import dmilo_options
+
+    cheap, half = dmilo_options.BUDGETS
+
+    def results(scores):
+        """scores: (solver, option) -> validation PSNR of that budget row (absent: not run yet)."""
+        return {solver: {"rows": [("base (frozen setting)", {"num_outer": 5}, {"psnr": [30.0]})] + [
+            (name, {"num_outer": 1, "tag": (solver, name)}, {"psnr": [scores[solver, name], scores[solver, name] + 1]}
+             if (solver, name) in scores else None) for name in (cheap, half)]} for solver in ("dmilo_pgd", "dmilo")}
+
+    bench = FakeBench(lambda p: 20.0 + p["num_outer"], {})
+    scores = {("dmilo_pgd", cheap): 31.0, ("dmilo_pgd", half): 30.0, ("dmilo", cheap): 32.0}
+    assert dmilo_options.run_budget(bench, results(scores), run=True) is None  # one row not run yet
+    assert bench.runs == []
+    budget = dmilo_options.run_budget(bench, results({**scores, ("dmilo", half): 32.5}), run=True)
+    assert (budget["solver"], budget["option"]) == ("dmilo", half)
+    assert budget["params"] == {"num_outer": 1, "tag": ("dmilo", half)}
+    assert budget["validation"]["psnr"] == [32.5, 33.5] and budget["test"] == {"psnr": [21.0]}
+    budget = dmilo_options.run_budget(bench, results({**scores, ("dmilo", half): 29.0, ("dmilo_pgd", cheap): 33.0}), run=False)
+    assert (budget["solver"], budget["option"]) == ("dmilo_pgd", cheap)
+
+
+def test_the_budget_options_are_the_reddiff_refiner_on_fewer_reddiff_steps_and_inner_iterations():
+    import dmilo_options
+
+    frozen = {"reddiff": {"lam": 0.02, "lr": 0.1, "num_steps": 999}, "tv": None,
+              "dmilo": {"num_inner": 100}, "dmilo_pgd": {"num_inner": 20}}
+    bench = SimpleNamespace(task={"noise_sigma": 0.01}, chosen=lambda solver, run: frozen[solver])
+    for solver in ("dmilo", "dmilo_pgd"):
+        found = dmilo_options.options(bench, solver)
+        full = found["warm start: RED-diff, 1 outer"]
+        for name, (steps, fraction) in dmilo_options.BUDGETS.items():
+            budget = found[name]
+            assert budget["warm_start"]["params"] == {**full["warm_start"]["params"], "num_steps": steps}
+            assert steps < 999 and budget["num_outer"] == full["num_outer"] == 1 and budget["refine"]["steps"] == 10
+            assert budget["num_inner"] == round(fraction * frozen[solver]["num_inner"])
+        assert [found[name]["num_inner"] for name in dmilo_options.BUDGETS] == (
+            [100, 50] if solver == "dmilo" else [20, 10])
