@@ -57,10 +57,10 @@ def options(bench: TaskBench, solver: str) -> dict[str, dict]:
            "warm start: RED-diff, 1 outer": {"warm_start": {"solver": "reddiff", "params": red}, "num_outer": 1}
            if red else None}
     # the same refiner on fewer RED-diff steps (and inner iterations), to fit in RED-diff's own wall time
+    inner_base = bench.chosen(solver, run=False)["num_inner"]
     for name, (steps, inner) in BUDGETS.items():
         out[name] = {"warm_start": {"solver": "reddiff", "params": {**red, "num_steps": steps}}, "num_outer": 1,
-                     "num_inner": max(1, round(inner * bench.chosen(solver, run=False)["num_inner"])),
-                     "refine": {"steps": 10, "lr": "auto"}} if red else None
+                     "num_inner": max(1, round(inner * inner_base)), "refine": {"steps": 10, "lr": "auto"}} if red else None
     if solver == "dmilo_pgd":
         out.update({
             "output X'": {"output": "gradient"},
@@ -120,7 +120,7 @@ def run_budget(bench: TaskBench, results: dict, run: bool) -> dict | None:
     highest validation PSNR, and its test result: ``{"solver", "option", "params", "validation", "test"}``;
     None until every budget row of both solvers is cached."""
     found = {(solver, name): row for solver, res in results.items() for name, *row in res["rows"] if name in BUDGETS}
-    if {s for s in results} != {"dmilo", "dmilo_pgd"} or len(found) != 2 * len(BUDGETS) \
+    if set(results) != {"dmilo", "dmilo_pgd"} or len(found) != 2 * len(BUDGETS) \
             or any(validation is None for _, validation in found.values()):
         return None
     solver, option = max(found, key=lambda key: mean_psnr(found[key][1]))
@@ -174,6 +174,12 @@ def timed(task: str, key: str, params: dict, reddiff_params: dict) -> tuple[floa
     return entry["seconds_per_image"], entry["reddiff_seconds_per_image"]
 
 
+def timing_cell(bench: TaskBench, key: str, params: dict) -> str:
+    """The tables' last column: ``"<setting's s> / <RED-diff's s>"`` per image as timed together, or "not timed"."""
+    seconds = timed(bench.name, key, params, bench.chosen("reddiff", run=False))
+    return "not timed" if seconds is None else f"{seconds[0]:.1f} / {seconds[1]:.1f}"
+
+
 SUMMARY_HEAD = ["task", "solver", "chosen option (validation)", "base test dB", "chosen test dB",
                 "- RED-diff (± s.e.)", "- TV (± s.e.)", "NFE (chosen / RED-diff)", "s / image, timed together (chosen / RED-diff)"]
 README_MARKERS = ("<!-- options-table-start -->", "<!-- options-table-end -->")
@@ -182,11 +188,9 @@ README_MARKERS = ("<!-- options-table-start -->", "<!-- options-table-end -->")
 def summary_row(bench: TaskBench, solver: str, res: dict, tests: dict) -> list[str]:
     """One test-split row: the chosen option against the base, RED-diff and TV on the same images."""
     test, red, tv = res["test"], tests["reddiff"], tests["tv"]
-    name = bench.name
-    seconds = timed(name, solver, res["pick"][1], bench.chosen("reddiff", run=False))
-    return [name, solver, res["pick"][0], f"{np.mean(tests[solver]['psnr']):.2f}", f"{np.mean(test['psnr']):.2f}",
+    return [bench.name, solver, res["pick"][0], f"{np.mean(tests[solver]['psnr']):.2f}", f"{np.mean(test['psnr']):.2f}",
             paired_psnr(test, red), paired_psnr(test, tv), f"{test['nfe']} / {red['nfe']}",
-            "not timed" if seconds is None else f"{seconds[0]:.1f} / {seconds[1]:.1f}"]
+            timing_cell(bench, solver, res["pick"][1])]
 
 
 BUDGET_HEAD = ["task", "solver", "budget option (validation)", "validation dB", "test dB", "- RED-diff (± s.e.)", "- TV (± s.e.)",
@@ -196,10 +200,9 @@ BUDGET_HEAD = ["task", "solver", "budget option (validation)", "validation dB", 
 def budget_row(bench: TaskBench, budget: dict, tests: dict) -> list[str]:
     """One test-split row of the budget pick (:func:`run_budget`) against RED-diff and TV on the same images."""
     test, red = budget["test"], tests["reddiff"]
-    seconds = timed(bench.name, "budget", budget["params"], bench.chosen("reddiff", run=False))
     return [bench.name, budget["solver"], budget["option"], f"{mean_psnr(budget['validation']):.2f}", f"{np.mean(test['psnr']):.2f}",
             paired_psnr(test, red), paired_psnr(test, tests["tv"]), f"{test['nfe']} / {red['nfe']}",
-            "not timed" if seconds is None else f"{seconds[0]:.1f} / {seconds[1]:.1f}"]
+            timing_cell(bench, "budget", budget["params"])]
 
 
 def report(task_names: list[str], count: int) -> tuple[str, str]:
