@@ -192,7 +192,8 @@ def test_a_checkpoint_with_its_model_config_beside_it_needs_no_model_config(tmp_
 
 def test_ct_task_runs_on_the_shipped_ct_prior_and_saves_hounsfield_units(tmp_path, _repo_cwd):
     """``--task ct`` with no --model_config: the CT prior, its HU window on the shipped CT slices,
-    reconstructions back in HU."""
+    reconstructions back in HU. DDRM (its CT preset: 20 NFE) keeps it quick: what is tested is the
+    task's prior and units, not the solver."""
     import json
 
     from monai_dmilo.workflow.tasks import load_task, task_model_config
@@ -201,7 +202,8 @@ def test_ct_task_runs_on_the_shipped_ct_prior_and_saves_hounsfield_units(tmp_pat
     default = "$monai_dmilo.workflow.tasks.task_model_config(@task_preset, checkpoint=@checkpoint)"
     out = tmp_path / "run"
     run("evaluate.yaml", tmp_path, dataset_dir=str(REPO / "bundle" / "sample_images" / "ct_head"),
-        output_dir=str(out), task="ct", model_config=default, max_images=2)
+        output_dir=str(out), task="ct", model_config=default, max_images=2, solver="ddrm",
+        solver_overrides=None)
     summary = json.loads((out / "summary.json").read_text())
     assert Path(summary["model_config"]).name == "ct_head_32.yaml"
     for row in rows(out / "metrics.csv"):

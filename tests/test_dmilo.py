@@ -258,7 +258,9 @@ TOY_BUDGET = dict(num_outer=8, num_inner=60, lr_z=0.1)
 
 
 @pytest.mark.parametrize("solver", ["dmilo", "dmilo_pgd"])
-@pytest.mark.parametrize("num_steps, num_layers", [(2, None), (3, None), (5, None), (10, None), (10, 3)])
+# N = 5 lies between the N = 3 and N = 10 cases that the default run keeps; it runs with -m slow
+@pytest.mark.parametrize("num_steps, num_layers",
+                         [(2, None), (3, None), pytest.param(5, None, marks=pytest.mark.slow), (10, None), (10, 3)])
 def test_a_measurement_from_the_generators_own_range_is_fitted_for_every_N(num_steps, num_layers, solver):
     """``y = A(G_N(z*))`` (no noise, deviations zero) is fitted to a data fit near zero at N = 2..10
     (one step per layer, and N = 10 grouped into 3 layers): below 1e-3 and below a tenth of the

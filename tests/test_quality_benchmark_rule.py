@@ -272,6 +272,8 @@ def test_protocol_paragraph_splits_the_honest_gap_into_oracle_and_tuning():
     assert "+2.00 dB on average (+1.00 to +3.00)" in text  # oracle gain
     assert "leads on 1 of 2 tasks" in text
     assert "explains 2.75 dB" in text
+    assert "paper setting, whose row is missing" not in text
+    assert "on 1 task(s) DMILO-PGD's paper setting, whose row is missing" in report._protocol_paragraph(gaps, 1)
 
 
 def test_the_options_table_goes_between_its_readme_markers_only(tmp_path):
